@@ -1,0 +1,1 @@
+"""Shared contracts every stage uses: configuration, document schema, storage, datasets."""

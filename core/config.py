@@ -1,0 +1,198 @@
+"""One typed configuration with named profiles.
+
+Every entry point (CLI, Airflow params, tests) builds its settings through `load_config`, so a bad
+value fails in one place, at load time, with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = REPO_ROOT / ".data"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StorageConfig(_Strict):
+    """Where datasets live: a local directory or an `s3://bucket/prefix` URI."""
+
+    root: str = str(DEFAULT_ROOT)
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    # S3-compatible servers (MinIO, moto) reject the CRC checksums boto3 sends by default.
+    checksum: Literal["when_required", "when_supported"] = "when_required"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(2, ge=1, le=10)
+
+
+class SparkConfig(_Strict):
+    master: str = "local[*]"
+    conn_id: str = "spark_default"
+    driver_memory: str = Field("2g", pattern=r"^\d+[kmgt]$")
+    shuffle_partitions: int = Field(4, ge=1, le=100_000)
+
+
+class RayConfig(_Strict):
+    address: str | None = None  # None: start a local Ray inside the task
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+
+
+class CrawlConfig(_Strict):
+    seeds: list[str] = []
+    user_agent: str = "LMForgeBot/0.1 (+https://github.com/lmforge)"
+    max_pages: int = Field(500, ge=0, le=10_000_000)
+    max_depth: int = Field(3, ge=0, le=100)
+    delay_s: float = Field(0.0, ge=0, le=3600)
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    max_bytes: int = Field(5_000_000, gt=0)
+    allow_loopback: bool = False
+
+
+class SourcesConfig(_Strict):
+    """Local file sources ingested next to the crawl (directories; empty means none)."""
+
+    books_dir: str = ""
+    code_dir: str = ""
+    code_license: str = "PSF-2.0"
+
+
+class QualityConfig(_Strict):
+    """Defaults from Gopher (Rae et al. 2021, appendix A) for prose; code rules from Codex/StarCoder."""
+
+    min_words: int = Field(50, ge=0)
+    max_words: int = Field(100_000, ge=1)
+    min_mean_word_length: float = Field(3.0, ge=0)
+    max_mean_word_length: float = Field(10.0, gt=0)
+    max_symbol_word_ratio: float = Field(0.1, ge=0)
+    min_alpha_word_fraction: float = Field(0.8, ge=0, le=1)
+    max_code_line_length: int = Field(1000, ge=1)
+    max_code_mean_line_length: float = Field(100.0, gt=0)
+    min_code_alnum_fraction: float = Field(0.25, ge=0, le=1)
+
+
+class TokenizerConfig(_Strict):
+    vocab_size: int = Field(8192, ge=300, le=65_535)  # shards store uint16 ids
+    min_frequency: int = Field(2, ge=1)
+    max_training_docs: int = Field(20_000, ge=1)
+
+
+class ShardConfig(_Strict):
+    val_fraction: float = Field(0.05, ge=0, lt=1)
+    max_shard_tokens: int = Field(50_000_000, ge=1)
+
+
+class TrainConfig(_Strict):
+    model_size: Literal["tiny", "small"] = "tiny"
+    seq_len: int = Field(128, ge=8, le=8192)
+    batch_size: int = Field(8, ge=1)
+    steps: int = Field(150, ge=1)
+    lr: float = Field(3e-3, gt=0, le=1)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+
+
+class PipelineConfig(_Strict):
+    profile: str = "local"
+    storage: StorageConfig = StorageConfig()
+    spark: SparkConfig = SparkConfig()
+    ray: RayConfig = RayConfig()
+    crawl: CrawlConfig = CrawlConfig()
+    sources: SourcesConfig = SourcesConfig()
+    quality: QualityConfig = QualityConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    shards: ShardConfig = ShardConfig()
+    train: TrainConfig = TrainConfig()
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Embedded default: Spark local[*], a local Ray, the git-ignored .data/ folder.
+    "local": {"crawl": {"allow_loopback": True}},
+    # docker-compose stack: MinIO, a Spark standalone master, a Ray head (filled in by later issues).
+    "compose": {
+        "storage": {"root": "s3://lmforge/", "endpoint_url": "http://minio:9000"},
+        "spark": {"master": "spark://spark-master:7077"},
+        "ray": {"address": "ray://ray-head:10001"},
+    },
+    # A real cluster: values come from the environment / overrides file.
+    "cluster": {"ray": {"use_gpu": True}},
+}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        lines.append(f"config field '{field}': {e['msg']}{got}")
+    return "; ".join(lines)
+
+
+def load_config(
+    profile: str | None = None, overrides: dict[str, Any] | str | None = None
+) -> PipelineConfig:
+    """Build the config for `profile` (env `LMFORGE_PROFILE`, default `local`) plus overrides.
+
+    Overrides may be a nested dict or its JSON text; env `LMFORGE_CONFIG` may name a JSON file
+    applied between the profile and the overrides.
+    """
+    name = profile or os.environ.get("LMFORGE_PROFILE", "local")
+    if name not in PROFILES:
+        raise ConfigError(f"config field 'profile': unknown profile {name!r}; known: {sorted(PROFILES)}")
+    data = _merge({"profile": name}, PROFILES[name])
+    if path := os.environ.get("LMFORGE_CONFIG"):
+        data = _merge(data, _parse(Path(path).read_text(), source=path))
+    if overrides:
+        data = _merge(data, _parse(overrides, source="overrides") if isinstance(overrides, str) else overrides)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config {source}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"config {source}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def to_json(cfg: PipelineConfig) -> str:
+    """Serialise for passing to a Spark job; secrets are passed in full (never logged)."""
+    data = cfg.model_dump(mode="json")
+    if cfg.storage.secret_access_key is not None:
+        data["storage"]["secret_access_key"] = cfg.storage.secret_access_key.get_secret_value()
+    return json.dumps(data, sort_keys=True)

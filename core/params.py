@@ -1,0 +1,85 @@
+"""Turn Airflow trigger params into a validated config and a run id (shared by the DAGs)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from core.config import _merge, load_config
+from core.datasets import check_run_id, require_manifest
+from core.storage import open_storage
+
+# Param name -> config path. A param left at None / "" / [] keeps the profile's value.
+PARAM_FIELDS = {
+    "seeds": ("crawl", "seeds"),
+    "max_pages": ("crawl", "max_pages"),
+    "max_depth": ("crawl", "max_depth"),
+    "books_dir": ("sources", "books_dir"),
+    "code_dir": ("sources", "code_dir"),
+    "steps": ("train", "steps"),
+    "workers": ("ray", "num_workers"),
+    "use_gpu": ("ray", "use_gpu"),
+}
+
+
+def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, (section, field) in PARAM_FIELDS.items():
+        value = params.get(name)
+        if value in (None, "", [], 0) or (name == "use_gpu" and value is False):
+            continue
+        overrides.setdefault(section, {})[field] = value
+    extra = params.get("overrides") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra) if extra.strip() else {}
+    return _merge(overrides, extra)
+
+
+def sanitize_run_id(airflow_run_id: str) -> str:
+    """Airflow run ids (`manual__2026-01-01T00:00:00+00:00`) made safe as a path segment."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", airflow_run_id).strip("-.")[:128] or "run"
+
+
+def prepare_run(params: dict[str, Any], airflow_run_id: str) -> dict[str, str]:
+    """Validate everything up front; what the Spark tasks receive as arguments."""
+    overrides = params_to_overrides(params)
+    profile = params.get("profile") or None
+    cfg = load_config(profile, overrides)  # raises ConfigError naming the field
+    run_id = check_run_id(params.get("run_id") or sanitize_run_id(airflow_run_id))
+    return {"run_id": run_id, "profile": cfg.profile, "overrides_json": json.dumps(overrides, sort_keys=True)}
+
+
+def publish_shards(prepared: dict[str, str]) -> dict[str, Any]:
+    cfg = load_config(prepared["profile"], prepared["overrides_json"])
+    storage = open_storage(cfg.storage)
+    manifest = require_manifest(storage, prepared["run_id"], "shards")
+    return {
+        **prepared,
+        "uri": storage.uri(f"runs/{prepared['run_id']}/shards"),
+        "fingerprint": manifest.fingerprint,
+        "train_tokens": manifest.stats.get("train_tokens", 0),
+    }
+
+
+def upstream_from_events(events: Any) -> dict[str, str]:
+    """run id, profile and overrides carried by the newest `token_shards` event."""
+    for asset_events in (events or {}).values():
+        for event in reversed(list(asset_events)):
+            if event.extra and event.extra.get("run_id"):
+                keys = ("run_id", "profile", "overrides_json")
+                return {k: str(event.extra.get(k) or "") for k in keys}
+    raise ValueError("no run_id: trigger with params {'run_id': ...} or via the token_shards asset")
+
+
+def upstream_from_params(params: dict[str, Any], events: Any) -> dict[str, str]:
+    if params.get("run_id"):
+        return {"run_id": params["run_id"], "profile": params.get("profile") or "", "overrides_json": "{}"}
+    return upstream_from_events(events)
+
+
+def merged_config_args(upstream: dict[str, str], params: dict[str, Any]) -> tuple[str | None, str]:
+    """The upstream run's profile and overrides, with this DAG's params on top."""
+    base = json.loads(upstream.get("overrides_json") or "{}")
+    overrides = _merge(base, params_to_overrides(params))
+    return params.get("profile") or upstream.get("profile") or None, json.dumps(overrides, sort_keys=True)

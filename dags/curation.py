@@ -1,0 +1,96 @@
+"""Curation: crawl the web and ingest local sources, then extract, dedup, filter, train a
+tokenizer and write token shards. Each box is a Spark job submitted with `SparkSubmitOperator`;
+the shards are the `token_shards` Asset that schedules the `pretrain` DAG.
+
+Trigger params override the active config profile; a bad value fails the `prepare` task with a
+message naming the field, before any Spark job starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param, dag, task
+
+from core.assets import TOKEN_SHARDS
+
+REPO = Path(__file__).resolve().parent.parent
+SPARK_STAGES = {
+    "crawl": [],
+    "ingest": [],
+    "extract": ["crawl", "ingest"],
+    "dedup": ["extract"],
+    "quality": ["dedup"],
+    "tokenizer": ["quality"],
+    "shards": ["quality", "tokenizer"],
+}
+PREPARED = "ti.xcom_pull(task_ids='prepare')"
+
+
+@dag(
+    dag_id="curation",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["lmforge", "curation"],
+    params={
+        "run_id": Param("", type="string", maxLength=128, description="Empty: derived from the Airflow run id"),
+        "profile": Param("", type="string", description="Config profile (empty: LMFORGE_PROFILE or local)"),
+        "seeds": Param([], type="array", items={"type": "string"}, description="Crawl seed URLs"),
+        "max_pages": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
+        "max_depth": Param(None, type=["null", "integer"], minimum=0, maximum=100),
+        "books_dir": Param("", type="string", description="Folder of .txt books / long prose"),
+        "code_dir": Param("", type="string", description="Folder of source code"),
+        "overrides": Param({}, type="object", description="Any other config fields, nested"),
+    },
+)
+def curation() -> None:
+    @task
+    def prepare(params: dict | None = None, run_id: str | None = None) -> dict:
+        """Validate the whole config now, so bad params fail before any Spark job."""
+        from core.params import prepare_run
+
+        return prepare_run(params or {}, run_id or "manual")
+
+    prepared = prepare()
+    tasks = {}
+    for stage in SPARK_STAGES:
+        tasks[stage] = SparkSubmitOperator(
+            task_id=stage,
+            application=str(REPO / "jobs" / "spark_main.py"),
+            conn_id="spark_default",
+            name=f"lmforge-{stage}",
+            application_args=[
+                stage,
+                "--run-id", "{{ %s['run_id'] }}" % PREPARED,
+                "--profile", "{{ %s['profile'] }}" % PREPARED,
+                "--overrides", "{{ %s['overrides_json'] }}" % PREPARED,
+            ],
+            conf={
+                "spark.pyspark.python": sys.executable,
+                "spark.pyspark.driver.python": sys.executable,
+                "spark.executorEnv.PYTHONPATH": str(REPO),
+            },
+            env_vars={"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable},
+        )
+    for stage, upstream in SPARK_STAGES.items():
+        for up in upstream:
+            tasks[up] >> tasks[stage]
+        if not upstream:
+            prepared >> tasks[stage]
+
+    @task(outlets=[TOKEN_SHARDS])
+    def publish(prepared: dict, outlet_events=None) -> dict:
+        """Announce the committed shards to the pretraining DAG (the event carries the run id)."""
+        from core.params import publish_shards
+
+        info = publish_shards(prepared)
+        outlet_events[TOKEN_SHARDS].extra = info
+        return info
+
+    tasks["shards"] >> publish(prepared)
+
+
+curation()

@@ -1,0 +1,1 @@
+"""Spark job entry points and the curation logic they drive."""

@@ -1,0 +1,171 @@
+"""The curation stages: each reads committed inputs and writes files into `ctx.out`.
+
+A stage function returns its counters; the runner fingerprints, skips, commits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.config import PipelineConfig
+from core.datasets import Manifest
+from core.schema import DOCUMENT_SCHEMA
+from jobs import dedup_exact, extract, quality
+from jobs.arrow_map import map_rows
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass
+class StageContext:
+    spark: SparkSession
+    cfg: PipelineConfig
+    inputs: dict[str, Path]  # committed input stage -> local directory
+    manifests: dict[str, Manifest]
+    out: Path
+
+
+def _write_split(df: DataFrame, ctx: StageContext) -> dict[str, Any]:
+    """Kept rows to data/, rejected rows (with reason) to rejected/; deterministic order."""
+    from pyspark.sql import functions as F
+
+    df = df.repartition(ctx.cfg.spark.shuffle_partitions, "id").sortWithinPartitions("id").cache()
+    kept = df.filter(F.col("reject_reason").isNull()).drop("reject_stage", "reject_reason")
+    kept.write.mode("overwrite").parquet(str(ctx.out / "data"))
+    df.filter(F.col("reject_reason").isNotNull()).write.mode("overwrite").parquet(str(ctx.out / "rejected"))
+    reasons = (
+        df.filter(F.col("reject_reason").isNotNull())
+        .select(F.split("reject_reason", ":").getItem(0).alias("rule"))
+        .groupBy("rule").count().collect()
+    )
+    df.unpersist()
+    return {"rejected_by_reason": {r["rule"]: r["count"] for r in sorted(reasons)}}
+
+
+def _docs(ctx: StageContext, stage: str) -> DataFrame:
+    return ctx.spark.read.parquet(str(ctx.inputs[stage] / "data"))
+
+
+def run_crawl(ctx: StageContext) -> dict[str, Any]:
+    from jobs.crawl import crawl
+
+    return crawl(ctx.spark, ctx.cfg.crawl, ctx.out)
+
+
+def run_ingest(ctx: StageContext) -> dict[str, Any]:
+    """Reads the local sources on the driver (they are files beside it) and writes one table."""
+    from jobs.ingest import iter_books, iter_code
+
+    src = ctx.cfg.sources
+    rows: list[dict[str, Any]] = []
+    for folder, reader in ((src.books_dir, iter_books), (src.code_dir, None)):
+        if not folder:
+            continue
+        path = Path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"config field 'sources': directory {folder!r} does not exist")
+        rows.extend(reader(path) if reader else iter_code(path, src.code_license))
+    (ctx.out / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), ctx.out / "data" / "part-00000.parquet")
+    by_type: dict[str, int] = {}
+    for r in rows:
+        by_type[r["source_type"]] = by_type.get(r["source_type"], 0) + 1
+    return {"documents_by_source": by_type}
+
+
+def run_extract(ctx: StageContext) -> dict[str, Any]:
+    df = _docs(ctx, "crawl").unionByName(_docs(ctx, "ingest"))
+    return _write_split(map_rows(df, extract.extract_row, "extract"), ctx)
+
+
+def run_dedup(ctx: StageContext) -> dict[str, Any]:
+    hashed = map_rows(_docs(ctx, "extract"), dedup_exact.annotate_hash, "dedup")
+    return _write_split(dedup_exact.mark_duplicates(hashed), ctx)
+
+
+def run_quality(ctx: StageContext) -> dict[str, Any]:
+    cfg = ctx.cfg.quality
+    return _write_split(map_rows(_docs(ctx, "dedup"), lambda r: quality.assess(r, cfg), "quality"), ctx)
+
+
+def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
+    from jobs.tokenizer_train import train_tokenizer
+
+    cfg = ctx.cfg.tokenizer
+    df = _docs(ctx, "quality").select("id", "text").orderBy("id").limit(cfg.max_training_docs)
+    texts = (row["text"] for row in df.toLocalIterator())
+    return train_tokenizer(texts, cfg, ctx.out / "tokenizer.json")
+
+
+def run_shards(ctx: StageContext) -> dict[str, Any]:
+    from jobs.shards import write_partition
+
+    tokenizer = str(ctx.inputs["tokenizer"] / "tokenizer.json")
+    out, val = str(ctx.out), ctx.cfg.shards.val_fraction
+    df = _docs(ctx, "quality").select("id", "text").repartition(ctx.cfg.spark.shuffle_partitions, "id")
+    summary = (
+        df.sortWithinPartitions("id").rdd
+        .mapPartitionsWithIndex(lambda i, rows: write_partition(i, rows, tokenizer, out, val))
+        .collect()
+    )
+    meta = ctx.manifests["tokenizer"].stats
+    info = {
+        "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"], "pad_id": meta["pad_id"],
+        "mask_id": meta["mask_id"], "dtype": "uint16",
+        "train_files": sorted(s["file"] for s in summary if s["split"] == "train"),
+        "val_files": sorted(s["file"] for s in summary if s["split"] == "val"),
+    }
+    for split in ("train", "val"):
+        info[f"{split}_tokens"] = sum(s["tokens"] for s in summary if s["split"] == split)
+        info[f"{split}_documents"] = sum(s["documents"] for s in summary if s["split"] == split)
+    (ctx.out / "meta.json").write_text(json.dumps(info, indent=1))
+    (ctx.out / "tokenizer.json").write_bytes((ctx.inputs["tokenizer"] / "tokenizer.json").read_bytes())
+    return info
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: tuple[str, ...]
+    config_sections: tuple[str, ...]  # the parts of the config that change this stage's output
+    run: Any
+    # Facts outside the config that change the output (e.g. the files in a source folder).
+    external: Any = None
+
+
+def source_listing(cfg: PipelineConfig) -> dict[str, str]:
+    """A digest of the source folders' file names, sizes and mtimes: edits re-run ingest."""
+    import hashlib
+
+    out = {}
+    for name in ("books_dir", "code_dir"):
+        folder = getattr(cfg.sources, name)
+        if folder and Path(folder).is_dir():
+            h = hashlib.sha256()
+            for p in sorted(Path(folder).rglob("*")):
+                if p.is_file():
+                    st = p.stat()
+                    h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            out[name] = h.hexdigest()
+    return out
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("crawl", (), ("crawl",), run_crawl),
+        Stage("ingest", (), ("sources",), run_ingest, source_listing),
+        Stage("extract", ("crawl", "ingest"), (), run_extract),
+        Stage("dedup", ("extract",), (), run_dedup),
+        Stage("quality", ("dedup",), ("quality",), run_quality),
+        Stage("tokenizer", ("quality",), ("tokenizer",), run_tokenizer),
+        Stage("shards", ("quality", "tokenizer"), ("shards",), run_shards),
+    )
+}

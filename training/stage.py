@@ -1,0 +1,51 @@
+"""The pretraining stage: shards in, checkpoints and metrics out, committed like every stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.datasets import commit, fingerprint, materialize, read_manifest, require_manifest, stage_prefix
+from core.params import merged_config_args
+from core.storage import open_storage
+
+log = logging.getLogger("lmforge.pretrain")
+
+
+def pretrain_stage(params: dict[str, Any], upstream: dict[str, str]) -> dict[str, Any]:
+    """Train on the run's shards unless a pretrain dataset with the same inputs+config exists."""
+    from core.config import load_config
+
+    profile, overrides_json = merged_config_args(upstream, params)
+    cfg = load_config(profile, overrides_json)
+    run_id = upstream["run_id"]
+    storage = open_storage(cfg.storage)
+    shards = require_manifest(storage, run_id, "shards")
+    conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
+    inputs = {"shards": shards.fingerprint}
+    result = {"run_id": run_id, "profile": cfg.profile, "overrides_json": overrides_json}
+    existing = read_manifest(storage, run_id, "pretrain")
+    if existing is not None and existing.fingerprint == fingerprint(conf, inputs):
+        log.info("pretrain of run %s already committed with this config: skipped", run_id)
+        return {**result, "skipped": True, **_brief(existing.stats)}
+    shards_dir = materialize(storage, shards, Path(tempfile.gettempdir(), "lmforge-cache"))
+    from training.launch import run_pretraining
+
+    ray_uri = storage.uri(f"{stage_prefix(run_id, 'pretrain')}-ray")
+    metrics = run_pretraining(cfg, shards_dir, ray_uri, name=f"pretrain-{run_id}")
+    out = Path(tempfile.mkdtemp(prefix="pretrain-"))
+    try:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+        commit(storage, run_id, "pretrain", out, config=conf, inputs=inputs, stats=metrics)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {**result, "skipped": False, **_brief(metrics)}
+
+
+def _brief(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = ("first_loss", "last_loss", "val_loss", "steps", "checkpoint")
+    return {k: stats.get(k) for k in keys}
