@@ -1,0 +1,86 @@
+"""The run summary: a funnel (documents in/out and rejects by reason per stage), tokens,
+training loss, and where everything is. Written as `runs/<run id>/summary.json`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.config import load_config
+from core.datasets import Manifest, read_manifest, stage_prefix
+from core.storage import Storage, open_storage
+
+FUNNEL = [  # stage, the input stages whose `data` rows feed it
+    ("extract", ("crawl", "ingest")),
+    ("dedup", ("extract",)),
+    ("quality", ("dedup",)),
+]
+
+
+def _rows(m: Manifest | None, part: str = "data") -> int:
+    return int(m.rows.get(part, 0)) if m else 0
+
+
+def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
+    names = ["crawl", "ingest", "extract", "dedup", "quality", "tokenizer", "shards", "pretrain"]
+    ms = {n: read_manifest(storage, run_id, n) for n in names}
+    funnel = []
+    for stage, inputs in FUNNEL:
+        m = ms[stage]
+        funnel.append({
+            "stage": stage,
+            "documents_in": sum(_rows(ms[i]) for i in inputs),
+            "documents_out": _rows(m),
+            "rejected": _rows(m, "rejected"),
+            "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
+        })
+    crawl, ingest, shards, pre = ms["crawl"], ms["ingest"], ms["shards"], ms["pretrain"]
+    sources = dict(ingest.stats.get("documents_by_source", {})) if ingest else {}
+    sources["web"] = _rows(crawl)
+    pre_stats = pre.stats if pre else {}
+    return {
+        "run_id": run_id,
+        "run_folder": storage.uri(f"runs/{run_id}"),
+        "crawl": crawl.stats.get("decisions", {}) if crawl else {},
+        "documents_by_source": sources,
+        "funnel": funnel,
+        "tokens": {k: (shards.stats.get(k) if shards else None)
+                   for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents", "val_documents")},
+        "training": {k: pre_stats.get(k) for k in
+                     ("steps", "first_loss", "last_loss", "val_loss", "val_ppl", "tokens_per_s", "num_params",
+                      "workers", "checkpoint")},
+        "stages": {n: {"uri": storage.uri(stage_prefix(run_id, n)), "committed": m is not None,
+                       "rows": m.rows if m else {}, "bytes": m.bytes if m else 0,
+                       "seconds": m.stats.get("seconds") if m else None}
+                   for n, m in ms.items()},
+    }
+
+
+def write_summary(run_id: str, profile: str | None = None, overrides_json: str | None = None) -> str:
+    """Build, store and return the URI of `summary.json`."""
+    cfg = load_config(profile or None, overrides_json or None)
+    storage = open_storage(cfg.storage)
+    summary = build_summary(storage, run_id)
+    key = f"runs/{run_id}/summary.json"
+    storage.write_bytes(key, json.dumps(summary, indent=1).encode())
+    return storage.uri(key)
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    """Readable text for the terminal."""
+    lines = [f"Run {s['run_id']}  ({s['run_folder']})", "", "Crawl:"]
+    lines += [f"  {k:<28} {v:>7}" for k, v in sorted(s["crawl"].items())]
+    lines += ["", "Documents by source:"] + [f"  {k:<28} {v:>7}" for k, v in sorted(s["documents_by_source"].items())]
+    lines += ["", f"  {'stage':<10} {'in':>7} {'out':>7} {'rejected':>9}  reasons"]
+    for f in s["funnel"]:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(f["rejected_by_reason"].items())) or "-"
+        lines.append(f"  {f['stage']:<10} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>9}  {reasons}")
+    t, tr = s["tokens"], s["training"]
+    lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
+    if tr.get("first_loss") is not None:
+        lines += [f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']} params",
+                  f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {tr['val_loss']}, "
+                  f"{tr['tokens_per_s']} tokens/s", f"  checkpoint: {tr['checkpoint']}"]
+    lines += ["", "Stages:"] + [f"  {n:<10} {v['uri']}" for n, v in s["stages"].items() if v["committed"]]
+    return "\n".join(lines)
+

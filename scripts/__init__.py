@@ -1,0 +1,1 @@
+"""Entry points behind `make demo` and `make bench`."""

@@ -1,0 +1,64 @@
+"""`make demo`: build the demo corpus, serve its website on 127.0.0.1, run the curation DAG and
+the pretraining DAG through Airflow (`airflow dags test` on a project-local SQLite DB), and print
+the run summary. The last line printed is the path of `summary.json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.airflow_env import airflow_environ
+from core.config import REPO_ROOT, load_config
+from core.report import render_summary
+from core.storage import open_storage
+from jobs.demo_corpus import build_demo_corpus
+from jobs.local_site import serve_directory
+
+DEMO_PORT = 8765  # fixed, so a rerun has the same seeds and skips committed stages
+
+
+def airflow(args: list[str], env: dict[str, str]) -> None:
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    print(f"$ airflow {' '.join(args)[:160]}", flush=True)
+    done = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"demo failed: `airflow {args[0]} {args[1]}` exited with {done.returncode}")
+
+
+def serve(site: Path):  # type: ignore[no-untyped-def]
+    try:
+        return serve_directory(site, port=DEMO_PORT)
+    except OSError:
+        return serve_directory(site)  # port busy: any free port
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run-id", default="demo")
+    p.add_argument("--corpus", type=Path, default=REPO_ROOT / ".demo" / "corpus")
+    p.add_argument("--steps", type=int, default=0, help="training steps (0: the profile's)")
+    args = p.parse_args()
+    start = time.monotonic()
+    print("Building the demo corpus:", build_demo_corpus(args.corpus), flush=True)
+    env = airflow_environ()
+    airflow(["db", "migrate"], env)
+    with serve(args.corpus / "site") as site:
+        conf = {"run_id": args.run_id, "seeds": [site.base_url],
+                "books_dir": str(args.corpus / "books"), "code_dir": str(args.corpus / "code")}
+        airflow(["dags", "test", "curation", "-c", json.dumps(conf)], env)
+    airflow(["dags", "test", "pretrain", "-c", json.dumps({"run_id": args.run_id, "steps": args.steps})], env)
+    storage = open_storage(load_config().storage)
+    key = f"runs/{args.run_id}/summary.json"
+    summary = json.loads(storage.read_bytes(key))
+    print("\n" + render_summary(summary))
+    print(f"\nDemo finished in {time.monotonic() - start:.0f} s. Summary:")
+    local = storage.local_dir(key)
+    print(local if local is not None else storage.uri(key))
+
+
+if __name__ == "__main__":
+    main()
