@@ -158,9 +158,7 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_config(
-    profile: str | None = None, overrides: dict[str, Any] | str | None = None
-) -> PipelineConfig:
+def load_config(profile: str | None = None, overrides: dict[str, Any] | str | None = None) -> PipelineConfig:
     """Build the config for `profile` (env `LMFORGE_PROFILE`, default `local`) plus overrides.
 
     Overrides may be a nested dict or its JSON text; env `LMFORGE_CONFIG` may name a JSON file
@@ -173,7 +171,9 @@ def load_config(
     if path := os.environ.get("LMFORGE_CONFIG"):
         data = _merge(data, _parse(Path(path).read_text(), source=path))
     if overrides:
-        data = _merge(data, _parse(overrides, source="overrides") if isinstance(overrides, str) else overrides)
+        data = _merge(
+            data, _parse(overrides, source="overrides") if isinstance(overrides, str) else overrides
+        )
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:

@@ -62,7 +62,10 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -118,8 +121,13 @@ def commit(
     prefix = stage_prefix(run_id, stage)
     storage.delete_prefix(prefix)  # removes the old manifest first: nothing looks complete
     manifest = Manifest(
-        run_id, stage, fingerprint(config, inputs), config, inputs,
-        stats=stats or {}, code_version=code_version(),
+        run_id,
+        stage,
+        fingerprint(config, inputs),
+        config,
+        inputs,
+        stats=stats or {},
+        code_version=code_version(),
     )
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(local_dir).as_posix()

@@ -27,13 +27,15 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
     funnel = []
     for stage, inputs in FUNNEL:
         m = ms[stage]
-        funnel.append({
-            "stage": stage,
-            "documents_in": sum(_rows(ms[i]) for i in inputs),
-            "documents_out": _rows(m),
-            "rejected": _rows(m, "rejected"),
-            "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
-        })
+        funnel.append(
+            {
+                "stage": stage,
+                "documents_in": sum(_rows(ms[i]) for i in inputs),
+                "documents_out": _rows(m),
+                "rejected": _rows(m, "rejected"),
+                "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
+            }
+        )
     crawl, ingest, shards, pre = ms["crawl"], ms["ingest"], ms["shards"], ms["pretrain"]
     sources = dict(ingest.stats.get("documents_by_source", {})) if ingest else {}
     sources["web"] = _rows(crawl)
@@ -44,15 +46,34 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         "crawl": crawl.stats.get("decisions", {}) if crawl else {},
         "documents_by_source": sources,
         "funnel": funnel,
-        "tokens": {k: (shards.stats.get(k) if shards else None)
-                   for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents", "val_documents")},
-        "training": {k: pre_stats.get(k) for k in
-                     ("steps", "first_loss", "last_loss", "val_loss", "val_ppl", "tokens_per_s", "num_params",
-                      "workers", "checkpoint")},
-        "stages": {n: {"uri": storage.uri(stage_prefix(run_id, n)), "committed": m is not None,
-                       "rows": m.rows if m else {}, "bytes": m.bytes if m else 0,
-                       "seconds": m.stats.get("seconds") if m else None}
-                   for n, m in ms.items()},
+        "tokens": {
+            k: (shards.stats.get(k) if shards else None)
+            for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents", "val_documents")
+        },
+        "training": {
+            k: pre_stats.get(k)
+            for k in (
+                "steps",
+                "first_loss",
+                "last_loss",
+                "val_loss",
+                "val_ppl",
+                "tokens_per_s",
+                "num_params",
+                "workers",
+                "checkpoint",
+            )
+        },
+        "stages": {
+            n: {
+                "uri": storage.uri(stage_prefix(run_id, n)),
+                "committed": m is not None,
+                "rows": m.rows if m else {},
+                "bytes": m.bytes if m else 0,
+                "seconds": m.stats.get("seconds") if m else None,
+            }
+            for n, m in ms.items()
+        },
     }
 
 
@@ -70,17 +91,23 @@ def render_summary(s: dict[str, Any]) -> str:
     """Readable text for the terminal."""
     lines = [f"Run {s['run_id']}  ({s['run_folder']})", "", "Crawl:"]
     lines += [f"  {k:<28} {v:>7}" for k, v in sorted(s["crawl"].items())]
-    lines += ["", "Documents by source:"] + [f"  {k:<28} {v:>7}" for k, v in sorted(s["documents_by_source"].items())]
+    lines += ["", "Documents by source:"] + [
+        f"  {k:<28} {v:>7}" for k, v in sorted(s["documents_by_source"].items())
+    ]
     lines += ["", f"  {'stage':<10} {'in':>7} {'out':>7} {'rejected':>9}  reasons"]
     for f in s["funnel"]:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(f["rejected_by_reason"].items())) or "-"
-        lines.append(f"  {f['stage']:<10} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>9}  {reasons}")
+        lines.append(
+            f"  {f['stage']:<10} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>9}  {reasons}"
+        )
     t, tr = s["tokens"], s["training"]
     lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
     if tr.get("first_loss") is not None:
-        lines += [f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']} params",
-                  f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {tr['val_loss']}, "
-                  f"{tr['tokens_per_s']} tokens/s", f"  checkpoint: {tr['checkpoint']}"]
+        lines += [
+            f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']} params",
+            f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {tr['val_loss']}, "
+            f"{tr['tokens_per_s']} tokens/s",
+            f"  checkpoint: {tr['checkpoint']}",
+        ]
     lines += ["", "Stages:"] + [f"  {n:<10} {v['uri']}" for n, v in s["stages"].items() if v["committed"]]
     return "\n".join(lines)
-

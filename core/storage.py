@@ -81,7 +81,7 @@ class LocalStorage(Storage):
             raise StorageError(f"no such object: {self.uri(key)}") from None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -221,5 +221,7 @@ def open_storage(cfg: StorageConfig) -> Storage:
     if cfg.root.startswith("s3://"):
         return S3Storage(cfg)
     if "://" in cfg.root and not cfg.root.startswith("file://"):
-        raise StorageError(f"config field 'storage.root': unsupported scheme in {cfg.root!r} (use a path or s3://)")
+        raise StorageError(
+            f"config field 'storage.root': unsupported scheme in {cfg.root!r} (use a path or s3://)"
+        )
     return LocalStorage(cfg.root)

@@ -26,7 +26,11 @@ SPARK_STAGES = {
     "tokenizer": ["quality"],
     "shards": ["quality", "tokenizer"],
 }
-PREPARED = "ti.xcom_pull(task_ids='prepare')"
+
+
+def prepared(key: str) -> str:
+    """Jinja for one field of what the `prepare` task returned."""
+    return "{{ ti.xcom_pull(task_ids='prepare')['" + key + "'] }}"
 
 
 @dag(
@@ -36,7 +40,9 @@ PREPARED = "ti.xcom_pull(task_ids='prepare')"
     doc_md=__doc__,
     tags=["lmforge", "curation"],
     params={
-        "run_id": Param("", type="string", maxLength=128, description="Empty: derived from the Airflow run id"),
+        "run_id": Param(
+            "", type="string", maxLength=128, description="Empty: derived from the Airflow run id"
+        ),
         "profile": Param("", type="string", description="Config profile (empty: LMFORGE_PROFILE or local)"),
         "seeds": Param([], type="array", items={"type": "string"}, description="Crawl seed URLs"),
         "max_pages": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
@@ -54,7 +60,7 @@ def curation() -> None:
 
         return prepare_run(params or {}, run_id or "manual")
 
-    prepared = prepare()
+    prepared_run = prepare()
     tasks = {}
     for stage in SPARK_STAGES:
         tasks[stage] = SparkSubmitOperator(
@@ -64,9 +70,12 @@ def curation() -> None:
             name=f"lmforge-{stage}",
             application_args=[
                 stage,
-                "--run-id", "{{ %s['run_id'] }}" % PREPARED,
-                "--profile", "{{ %s['profile'] }}" % PREPARED,
-                "--overrides", "{{ %s['overrides_json'] }}" % PREPARED,
+                "--run-id",
+                prepared("run_id"),
+                "--profile",
+                prepared("profile"),
+                "--overrides",
+                prepared("overrides_json"),
             ],
             conf={
                 "spark.pyspark.python": sys.executable,
@@ -79,18 +88,18 @@ def curation() -> None:
         for up in upstream:
             tasks[up] >> tasks[stage]
         if not upstream:
-            prepared >> tasks[stage]
+            prepared_run >> tasks[stage]
 
     @task(outlets=[TOKEN_SHARDS])
-    def publish(prepared: dict, outlet_events=None) -> dict:
+    def publish(run: dict, outlet_events=None) -> dict:
         """Announce the committed shards to the pretraining DAG (the event carries the run id)."""
         from core.params import publish_shards
 
-        info = publish_shards(prepared)
+        info = publish_shards(run)
         outlet_events[TOKEN_SHARDS].extra = info
         return info
 
-    tasks["shards"] >> publish(prepared)
+    tasks["shards"] >> publish(prepared_run)
 
 
 curation()

@@ -11,7 +11,6 @@ from airflow.sdk import Param, dag, task
 from core.assets import TOKEN_SHARDS
 
 
-
 @dag(
     dag_id="pretrain",
     schedule=[TOKEN_SHARDS],

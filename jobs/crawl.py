@@ -20,9 +20,17 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 FETCH_LOG_SCHEMA = pa.schema(
-    [("url", pa.string()), ("host", pa.string()), ("depth", pa.int32()), ("status", pa.int32()),
-     ("bytes", pa.int64()), ("duration_ms", pa.int64()), ("decision", pa.string()),
-     ("error", pa.string()), ("fetched_at", pa.timestamp("us", tz="UTC"))]
+    [
+        ("url", pa.string()),
+        ("host", pa.string()),
+        ("depth", pa.int32()),
+        ("status", pa.int32()),
+        ("bytes", pa.int64()),
+        ("duration_ms", pa.int64()),
+        ("decision", pa.string()),
+        ("error", pa.string()),
+        ("fetched_at", pa.timestamp("us", tz="UTC")),
+    ]
 )
 
 
@@ -32,8 +40,13 @@ def in_scope(url: str, hosts: set[str]) -> bool:
 
 def to_document(rec: dict[str, Any]) -> dict[str, Any]:
     return make_document(
-        "web", rec["url"], "", domain=rec["host"], content_type=rec["content_type"],
-        raw_content=rec["html"], fetched_at=rec["fetched_at"],
+        "web",
+        rec["url"],
+        "",
+        domain=rec["host"],
+        content_type=rec["content_type"],
+        raw_content=rec["html"],
+        fetched_at=rec["fetched_at"],
         annotations={"crawl.depth": str(rec["depth"]), "crawl.status": str(rec["status"])},
     )
 
@@ -62,10 +75,14 @@ def crawl(spark: SparkSession, cfg: CrawlConfig, out_dir: Path) -> dict[str, Any
         )
         docs = [to_document(r) for r in recs if r["decision"] == "fetched"]
         fetched += len(docs)
-        pq.write_table(pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA),
-                       out_dir / "data" / f"level-{depth:03d}.parquet")
-        pq.write_table(pa.Table.from_pylist(recs, schema=FETCH_LOG_SCHEMA),
-                       out_dir / "fetch_log" / f"level-{depth:03d}.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA),
+            out_dir / "data" / f"level-{depth:03d}.parquet",
+        )
+        pq.write_table(
+            pa.Table.from_pylist(recs, schema=FETCH_LOG_SCHEMA),
+            out_dir / "fetch_log" / f"level-{depth:03d}.parquet",
+        )
         links = sorted({u for r in recs for u in r["links"] if in_scope(u, hosts)} - seen)
         seen.update(links)
         frontier = links

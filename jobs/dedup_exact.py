@@ -43,8 +43,9 @@ def mark_duplicates(df: DataFrame) -> DataFrame:
         .withColumn("reject_reason", F.when(dup, F.lit("exact_duplicate")))
         .withColumn(
             "annotations",
-            F.when(dup, F.map_concat("annotations", F.create_map(F.lit("dedup.keeper_id"), "_keeper")))
-            .otherwise(F.col("annotations")),
+            F.when(
+                dup, F.map_concat("annotations", F.create_map(F.lit("dedup.keeper_id"), "_keeper"))
+            ).otherwise(F.col("annotations")),
         )
         .drop("_rank", "_keeper")
     )

@@ -3,6 +3,7 @@ limits. Plain Python, engine-agnostic; the Spark crawl job maps `fetch_host` ove
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
@@ -72,10 +73,8 @@ class _Links(HTMLParser):
 
 def extract_links(base_url: str, html: str) -> list[str]:
     parser = _Links()
-    try:
+    with contextlib.suppress(Exception):  # broken markup: keep the links found so far
         parser.feed(html)
-    except Exception:  # broken markup: keep the links found so far
-        pass
     out = []
     for href in parser.hrefs:
         url = canonical_url(urljoin(base_url, href.strip()))
@@ -150,23 +149,45 @@ def fetch_host(host_urls: tuple[str, list[str]], cfg: CrawlConfig, depth: int) -
             time.sleep(delay)
         start = time.monotonic()
         resp = http_get(url, cfg)
-        rec = _record(url, host, depth, status=resp.status, bytes=len(resp.body),
-                      duration_ms=int((time.monotonic() - start) * 1000), error=resp.error)
+        rec = _record(
+            url,
+            host,
+            depth,
+            status=resp.status,
+            bytes=len(resp.body),
+            duration_ms=int((time.monotonic() - start) * 1000),
+            error=resp.error,
+        )
         if resp.error and resp.error != "truncated":
             rec["decision"] = "error"
         elif resp.content_type not in ALLOWED_TYPES:
             rec.update(decision="content_type_skipped", error=f"content_type:{resp.content_type}")
         else:
             html = decode_body(resp.body, resp.charset)
-            rec.update(decision="fetched", html=html, content_type=resp.content_type,
-                       links=extract_links(resp.final_url, html))
+            rec.update(
+                decision="fetched",
+                html=html,
+                content_type=resp.content_type,
+                links=extract_links(resp.final_url, html),
+            )
         results.append(rec)
     return results
 
 
 def _record(url: str, host: str, depth: int, **fields: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {"url": url, "host": host, "depth": depth, "status": 0, "bytes": 0,
-                           "duration_ms": 0, "decision": "", "error": None, "html": None,
-                           "content_type": None, "links": [], "fetched_at": datetime.now(UTC)}
+    rec: dict[str, Any] = {
+        "url": url,
+        "host": host,
+        "depth": depth,
+        "status": 0,
+        "bytes": 0,
+        "duration_ms": 0,
+        "decision": "",
+        "error": None,
+        "html": None,
+        "content_type": None,
+        "links": [],
+        "fetched_at": datetime.now(UTC),
+    }
     rec.update(fields)
     return rec

@@ -39,9 +39,15 @@ def iter_books(root: Path) -> Iterator[dict[str, Any]]:
         meta = sources.get(path.name, {})
         text, enc = read_text(path)
         yield make_document(
-            "book", meta.get("origin") or str(path), text, domain=root.name,
-            license=meta.get("license"), license_source="_sources.json" if meta.get("license") else None,
-            content_type="text/plain", created_at=_mtime(path), annotations={"ingest.encoding": enc},
+            "book",
+            meta.get("origin") or str(path),
+            text,
+            domain=root.name,
+            license=meta.get("license"),
+            license_source="_sources.json" if meta.get("license") else None,
+            content_type="text/plain",
+            created_at=_mtime(path),
+            annotations={"ingest.encoding": enc},
         )
 
 
@@ -65,7 +71,13 @@ def iter_code(root: Path, license_id: str) -> Iterator[dict[str, Any]]:
             text, enc = read_text(path)
             rel = path.relative_to(root).as_posix()
             yield make_document(
-                "code", f"{root.name}/{rel}", text, domain=root.name, license=license_id,
-                license_source=license_file, content_type="text/x-source", created_at=_mtime(path),
+                "code",
+                f"{root.name}/{rel}",
+                text,
+                domain=root.name,
+                license=license_id,
+                license_source=license_file,
+                content_type="text/x-source",
+                created_at=_mtime(path),
                 annotations={"ingest.encoding": enc, "code.path": rel, "code.language": lang},
             )

@@ -25,7 +25,9 @@ def prose_stats(text: str) -> dict[str, float]:
         "mean_word_length": sum(map(len, words)) / n if n else 0.0,
         "symbol_word_ratio": symbols / n if n else 0.0,
         "alpha_word_fraction": sum(1 for w in words if _ALPHA.search(w)) / n if n else 0.0,
-        "bullet_line_fraction": sum(ln.lstrip()[:1] in "-*\u2022" for ln in lines) / len(lines) if lines else 0.0,
+        "bullet_line_fraction": sum(ln.lstrip()[:1] in "-*\u2022" for ln in lines) / len(lines)
+        if lines
+        else 0.0,
     }
 
 

@@ -40,7 +40,9 @@ def normalise_names(out: Path) -> None:
 
 
 def scratch_dir(storage: Storage, run_id: str, name: str) -> Path:
-    base = Path(storage.root, ".scratch") if isinstance(storage, LocalStorage) else Path(tempfile.gettempdir())
+    base = (
+        Path(storage.root, ".scratch") if isinstance(storage, LocalStorage) else Path(tempfile.gettempdir())
+    )
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{run_id}-{name}-", dir=base))
 

@@ -43,7 +43,9 @@ def _write_split(df: DataFrame, ctx: StageContext) -> dict[str, Any]:
     reasons = (
         df.filter(F.col("reject_reason").isNotNull())
         .select(F.split("reject_reason", ":").getItem(0).alias("rule"))
-        .groupBy("rule").count().collect()
+        .groupBy("rule")
+        .count()
+        .collect()
     )
     df.unpersist()
     return {"rejected_by_reason": {r["rule"]: r["count"] for r in sorted(reasons)}}
@@ -73,7 +75,9 @@ def run_ingest(ctx: StageContext) -> dict[str, Any]:
             raise FileNotFoundError(f"config field 'sources': directory {folder!r} does not exist")
         rows.extend(reader(path) if reader else iter_code(path, src.code_license))
     (ctx.out / "data").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), ctx.out / "data" / "part-00000.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), ctx.out / "data" / "part-00000.parquet"
+    )
     by_type: dict[str, int] = {}
     for r in rows:
         by_type[r["source_type"]] = by_type.get(r["source_type"], 0) + 1
@@ -111,14 +115,17 @@ def run_shards(ctx: StageContext) -> dict[str, Any]:
     out, val = str(ctx.out), ctx.cfg.shards.val_fraction
     df = _docs(ctx, "quality").select("id", "text").repartition(ctx.cfg.spark.shuffle_partitions, "id")
     summary = (
-        df.sortWithinPartitions("id").rdd
-        .mapPartitionsWithIndex(lambda i, rows: write_partition(i, rows, tokenizer, out, val))
+        df.sortWithinPartitions("id")
+        .rdd.mapPartitionsWithIndex(lambda i, rows: write_partition(i, rows, tokenizer, out, val))
         .collect()
     )
     meta = ctx.manifests["tokenizer"].stats
     info = {
-        "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"], "pad_id": meta["pad_id"],
-        "mask_id": meta["mask_id"], "dtype": "uint16",
+        "vocab_size": meta["vocab_size"],
+        "eos_id": meta["eos_id"],
+        "pad_id": meta["pad_id"],
+        "mask_id": meta["mask_id"],
+        "dtype": "uint16",
         "train_files": sorted(s["file"] for s in summary if s["split"] == "train"),
         "val_files": sorted(s["file"] for s in summary if s["split"] == "val"),
     }

@@ -25,11 +25,18 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_file: Path) 
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_file))
-    return {"vocab_size": tok.get_vocab_size(), "eos_id": tok.token_to_id(EOS),
-            "pad_id": tok.token_to_id(PAD), "mask_id": tok.token_to_id(MASK)}
+    return {
+        "vocab_size": tok.get_vocab_size(),
+        "eos_id": tok.token_to_id(EOS),
+        "pad_id": tok.token_to_id(PAD),
+        "mask_id": tok.token_to_id(MASK),
+    }

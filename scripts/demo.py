@@ -47,8 +47,12 @@ def main() -> None:
     env = airflow_environ()
     airflow(["db", "migrate"], env)
     with serve(args.corpus / "site") as site:
-        conf = {"run_id": args.run_id, "seeds": [site.base_url],
-                "books_dir": str(args.corpus / "books"), "code_dir": str(args.corpus / "code")}
+        conf = {
+            "run_id": args.run_id,
+            "seeds": [site.base_url],
+            "books_dir": str(args.corpus / "books"),
+            "code_dir": str(args.corpus / "code"),
+        }
         airflow(["dags", "test", "curation", "-c", json.dumps(conf)], env)
     airflow(["dags", "test", "pretrain", "-c", json.dumps({"run_id": args.run_id, "steps": args.steps})], env)
     storage = open_storage(load_config().storage)

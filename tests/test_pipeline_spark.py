@@ -1,0 +1,152 @@
+"""The curation stages on a real SparkSession over the real (small) demo corpus and site."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core.config import REPO_ROOT, load_config
+from core.datasets import read_manifest
+from core.schema import DOCUMENT_SCHEMA, make_document
+from core.storage import open_storage
+from jobs import dedup_exact
+from jobs.arrow_map import map_rows
+from jobs.runner import run_stage
+
+STAGES = ["crawl", "ingest", "extract", "dedup", "quality", "tokenizer", "shards"]
+
+
+def _cfg(root: Path, corpus: Path, site, **quality):  # type: ignore[no-untyped-def]
+    return load_config(
+        overrides={
+            "storage": {"root": str(root)},
+            "spark": {"shuffle_partitions": 2},
+            "crawl": {"seeds": [site.base_url]},
+            "sources": {"books_dir": str(corpus / "books"), "code_dir": str(corpus / "code")},
+            "tokenizer": {"vocab_size": 512},
+            "quality": quality,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, spark, small_corpus, site):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("store")
+    cfg = _cfg(root, small_corpus, site)
+    manifests = {s: run_stage(s, cfg, "t1", spark)[0] for s in STAGES}
+    return cfg, root, manifests
+
+
+def test_crawl_respects_robots_and_fetches_the_site(pipeline, site, small_corpus) -> None:  # type: ignore[no-untyped-def]
+    _, _, ms = pipeline
+    paths = [path for _, path, _ in site.requests]
+    assert "/robots.txt" in paths
+    assert not [p for p in paths if p.startswith("/private/")]
+    # every public page once, plus the seed "/" which serves index.html again (exact dedup drops it)
+    pages = len(list((small_corpus / "site").glob("*.html"))) + 1
+    assert ms["crawl"].rows["data"] == pages
+    assert ms["crawl"].stats["decisions"] == {"fetched": pages, "robots_disallowed": 1}
+    assert ms["dedup"].stats["rejected_by_reason"].get("exact_duplicate", 0) >= 1
+
+
+def test_funnel_counts_add_up(pipeline) -> None:  # type: ignore[no-untyped-def]
+    _, _, ms = pipeline
+    assert ms["ingest"].stats["documents_by_source"] == {"book": 6, "code": 30}
+    assert ms["extract"].rows["data"] + ms["extract"].rows.get("rejected", 0) == (
+        ms["crawl"].rows["data"] + ms["ingest"].rows["data"]
+    )
+    for stage, upstream in (("dedup", "extract"), ("quality", "dedup")):
+        assert ms[stage].rows["data"] + ms[stage].rows.get("rejected", 0) == ms[upstream].rows["data"]
+
+
+def test_extracted_web_text_replaces_html(pipeline) -> None:  # type: ignore[no-untyped-def]
+    _, root, _ = pipeline
+    table = pq.read_table(root / "runs/t1/extract/data").to_pylist()
+    web = [r for r in table if r["source_type"] == "web"]
+    assert web and all(r["raw_content"] is None and r["text"] for r in web)
+    json_page = next(r for r in web if r["origin"].endswith("/json.html"))
+    assert "JSON (JavaScript Object Notation)" in " ".join(json_page["text"].split())
+
+
+def test_shards_decode_to_curated_documents(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    _, root, ms = pipeline
+    shard_dir = root / "runs/t1/shards"
+    meta = json.loads((shard_dir / "meta.json").read_text())
+    sizes = sum((shard_dir / f).stat().st_size for f in meta["train_files"])
+    assert sizes == 2 * meta["train_tokens"] > 0
+    ids = np.fromfile(shard_dir / meta["train_files"][0], dtype="<u2")
+    first = ids[: int(np.argmax(ids == meta["eos_id"]))]
+    text = Tokenizer.from_file(str(shard_dir / "tokenizer.json")).decode(first.tolist())
+    kept = {r["text"] for r in pq.read_table(root / "runs/t1/quality/data").to_pylist()}
+    assert text in kept
+    assert meta["train_documents"] + meta["val_documents"] == ms["quality"].rows["data"]
+
+
+def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_corpus, site) -> None:  # type: ignore[no-untyped-def]
+    cfg, root, ms = pipeline
+    skipped = {s: run_stage(s, cfg, "t1", spark)[1] for s in STAGES}
+    assert all(skipped.values())
+    stricter = _cfg(root, small_corpus, site, min_words=3000)
+    reran = {s: not run_stage(s, stricter, "t1", spark)[1] for s in STAGES}
+    assert reran == {
+        "crawl": False,
+        "ingest": False,
+        "extract": False,
+        "dedup": False,
+        "quality": True,
+        "tokenizer": True,
+        "shards": True,
+    }
+    storage = open_storage(cfg.storage)
+    assert read_manifest(storage, "t1", "quality").rows["data"] < ms["quality"].rows["data"]
+
+
+def test_exact_dedup_keeps_smallest_id_and_records_keeper(spark) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        make_document("web", "http://a/1", "Hello   World"),
+        make_document("web", "http://a/2", "hello world"),
+        make_document("book", "b.txt", "HELLO WORLD\n"),
+        make_document("web", "http://a/3", "something else"),
+    ]
+    df = spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_pandas())
+    out = dedup_exact.mark_duplicates(map_rows(df, dedup_exact.annotate_hash, "dedup")).collect()
+    dupes = {r["id"]: r for r in out if r["reject_reason"]}
+    group = sorted(r["id"] for r in rows[:3])
+    assert set(dupes) == set(group[1:])
+    assert {r["annotations"]["dedup.keeper_id"] for r in dupes.values()} == {group[0]}
+    assert {r["reject_reason"] for r in dupes.values()} == {"exact_duplicate"}
+
+
+def test_missing_java_is_one_clear_message(tmp_path: Path, small_corpus: Path) -> None:
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java"), "PATH": str(Path(sys.executable).parent)}
+    overrides = json.dumps(
+        {"storage": {"root": str(tmp_path)}, "sources": {"books_dir": str(small_corpus / "books")}}
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs/spark_main.py"),
+            "ingest",
+            "--run-id",
+            "nojava",
+            "--overrides",
+            overrides,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "Java not found (JAVA_HOME=" in done.stderr
+    assert not (tmp_path / "runs/nojava/ingest/_MANIFEST.json").exists()
