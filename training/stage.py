@@ -28,15 +28,17 @@ def pretrain_stage(params: dict[str, Any], upstream: dict[str, str]) -> dict[str
     conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
     inputs = {"shards": shards.fingerprint}
     result = {"run_id": run_id, "profile": cfg.profile, "overrides_json": overrides_json}
+    fp = fingerprint(conf, inputs)
     existing = read_manifest(storage, run_id, "pretrain")
-    if existing is not None and existing.fingerprint == fingerprint(conf, inputs):
+    if existing is not None and existing.fingerprint == fp:
         log.info("pretrain of run %s already committed with this config: skipped", run_id)
         return {**result, "skipped": True, **_brief(existing.stats)}
     shards_dir = materialize(storage, shards, Path(tempfile.gettempdir(), "lmforge-cache"))
     from training.launch import run_pretraining
 
     ray_uri = storage.uri(f"{stage_prefix(run_id, 'pretrain')}-ray")
-    metrics = run_pretraining(cfg, shards_dir, ray_uri, name=f"pretrain-{run_id}")
+    # The fingerprint in the name: Ray resumes a same-named run, which is right only for the same config.
+    metrics = run_pretraining(cfg, shards_dir, ray_uri, name=f"pretrain-{run_id}-{fp[:12]}")
     out = Path(tempfile.mkdtemp(prefix="pretrain-"))
     try:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))

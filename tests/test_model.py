@@ -1,0 +1,123 @@
+"""Unit tests for the plain-PyTorch pieces: the GPT, the LR schedule and the shard reader."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import ShardError, ShardReader
+from training.loop import build_optimizer, evaluate, lr_at, train_step
+from training.model import GPT, SIZES, GPTConfig
+
+VOCAB = 64
+
+
+def tiny() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=2, n_head=2, n_embd=32))
+
+
+def test_shapes_and_named_sizes() -> None:
+    idx = torch.randint(0, VOCAB, (3, 16))
+    logits, loss = tiny()(idx)
+    assert logits.shape == (3, 16, VOCAB) and loss is None
+    _, loss = tiny()(idx, idx)
+    assert loss is not None and loss.shape == ()
+    assert set(SIZES) >= {"tiny", "small"}
+    small = GPT(GPTConfig.from_size("small", vocab_size=256, block_size=32))
+    assert small.num_params() > GPT(GPTConfig.from_size("tiny", vocab_size=256, block_size=32)).num_params()
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_tied_head_counted_once() -> None:
+    model = tiny()
+    assert model.lm_head.weight is model.wte.weight
+    assert model.num_params() - model.num_params(non_embedding=True) == VOCAB * 32 + 16 * 32
+
+
+def test_causal() -> None:
+    model = tiny().eval()
+    a = torch.randint(0, VOCAB, (2, 16))
+    b = a.clone()
+    b[:, 9:] = (b[:, 9:] + 1) % VOCAB
+    with torch.no_grad():
+        la, lb = model(a)[0], model(b)[0]
+    torch.testing.assert_close(la[:, :9], lb[:, :9])
+    assert not torch.allclose(la[:, 9:], lb[:, 9:])
+
+
+def test_initial_loss_is_uniform() -> None:
+    idx = torch.randint(0, VOCAB, (8, 16))
+    _, loss = tiny()(idx, idx.roll(-1, dims=1))
+    assert loss.item() == pytest.approx(math.log(VOCAB), rel=0.1)
+
+
+def test_overfits_one_batch() -> None:
+    model = tiny()
+    x = torch.randint(0, VOCAB, (4, 16))
+    y = torch.randint(0, VOCAB, (4, 16))
+    opt = build_optimizer(model, lr=1e-2, weight_decay=0.0)
+    losses = [train_step(model, opt, x, y, grad_clip=1.0) for _ in range(50)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert evaluate(model, [(x, y)]) < 0.5 * losses[0] and model.training
+
+
+def test_lr_schedule() -> None:
+    lr = partial(lr_at, base_lr=1.0, warmup_steps=10, total_steps=110)
+    assert lr(0) == pytest.approx(0.1)
+    assert lr(9) == pytest.approx(1.0)  # warmup reaches the peak
+    assert lr(10) == pytest.approx(1.0)
+    assert lr(60) == pytest.approx(0.55)  # cosine midpoint between peak and 10%
+    assert lr(110) == pytest.approx(0.1)
+    decay = [lr(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in itertools.pairwise(decay))
+    assert lr_at(0, base_lr=1.0, warmup_steps=0, total_steps=5) == pytest.approx(1.0)
+
+
+def write_shards(root: Path, sizes: dict[str, list[int]], vocab: int = VOCAB) -> Path:
+    """Shards whose token at position p of file f is unique, so windows can be told apart."""
+    meta: dict = {"vocab_size": vocab, "eos_id": 0, "pad_id": 1, "dtype": "uint16"}
+    for split, lengths in sizes.items():
+        names = [f"{split}-{i:05d}.bin" for i in range(len(lengths))]
+        for i, (name, n) in enumerate(zip(names, lengths, strict=True)):
+            (np.arange(n, dtype="<u2") + 1000 * i).tofile(root / name)
+        meta |= {f"{split}_files": names, f"{split}_tokens": sum(lengths)}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_reader_batches(tmp_path: Path) -> None:
+    write_shards(tmp_path, {"train": [330, 170], "val": [40]})
+    r = ShardReader(tmp_path, "train", seq_len=8, seed=3)
+    assert r.num_windows == 329 // 8 + 169 // 8
+    x, y = r.batch(0, 4)
+    assert x.shape == y.shape == (4, 8) and x.dtype == torch.int64
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    assert bool(((y - x) == 1).all())  # windows never span two files
+
+
+def test_reader_ranks_disjoint_and_deterministic(tmp_path: Path) -> None:
+    write_shards(tmp_path, {"train": [400, 300], "val": [40]})
+    readers = [ShardReader(tmp_path, "train", 8, rank=r, world_size=2, seed=7) for r in range(2)]
+    starts = [{int(x[0]) for s in range(4) for x in r.batch(s, 5)[0]} for r in readers]
+    assert len(starts[0]) == len(starts[1]) == 20 and not starts[0] & starts[1]
+    again = ShardReader(tmp_path, "train", 8, rank=1, world_size=2, seed=7)
+    torch.testing.assert_close(again.batch(3, 5), readers[1].batch(3, 5))
+    other_seed = ShardReader(tmp_path, "train", 8, rank=1, world_size=2, seed=8)
+    assert not torch.equal(other_seed.batch(3, 5)[0], readers[1].batch(3, 5)[0])
+
+
+def test_reader_errors(tmp_path: Path) -> None:
+    with pytest.raises(ShardError, match=r"no meta\.json"):
+        ShardReader(tmp_path, "train", 8)
+    write_shards(tmp_path, {"train": [8, 0], "val": []})
+    with pytest.raises(ShardError, match="seq_len \\+ 1 = 9"):
+        ShardReader(tmp_path, "train", 8)
