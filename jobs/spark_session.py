@@ -42,7 +42,8 @@ def get_spark(app_name: str, master: str | None = None, shuffle_partitions: int 
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if master and "spark.master" not in os.environ.get("SPARK_SUBMIT_OPTS", ""):
+    # Under spark-submit the JVM started this driver (and set the gateway port): its --master wins.
+    if master and "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(master)
     repo = str(Path(__file__).resolve().parent.parent)
     return (

@@ -1,0 +1,105 @@
+"""`make bench`: throughput of every stage on the demo corpus, median of several runs.
+
+Each run uses a fresh storage root, so nothing is skipped; one SparkSession (`local[*]`) is shared
+so JVM start-up is not counted. Documents and MB are those the stage reads (text plus raw HTML).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from core.config import REPO_ROOT, load_config
+from jobs.demo_corpus import build_demo_corpus
+from jobs.local_site import serve_directory
+from jobs.runner import run_stage
+from jobs.spark_session import get_spark
+from jobs.stages import STAGES
+
+
+def input_size(root: Path, stage: str) -> tuple[int, int]:
+    """(documents, bytes of text + raw HTML) the stage reads; for sources, what they produce."""
+    sources = STAGES[stage].inputs or (stage,)
+    if stage == "shards":
+        sources = ("quality",)
+    docs = size = 0
+    for src in sources:
+        table = pq.read_table(root / "runs/bench" / src / "data", columns=["text", "raw_content"])
+        docs += table.num_rows
+        for col in ("text", "raw_content"):
+            size += sum(len(v.encode()) for v in table.column(col).to_pylist() if v)
+    return docs, size
+
+
+def one_run(corpus: Path, base_url: str, spark: Any, train_steps: int) -> dict[str, dict[str, float]]:
+    root = Path(tempfile.mkdtemp(prefix="lmforge-bench-"))
+    try:
+        cfg = load_config(
+            overrides={
+                "storage": {"root": str(root)},
+                "crawl": {"seeds": [base_url]},
+                "sources": {"books_dir": str(corpus / "books"), "code_dir": str(corpus / "code")},
+                "train": {"steps": train_steps},
+            }
+        )
+        out = {}
+        for name in STAGES:
+            manifest, _ = run_stage(name, cfg, "bench", spark)
+            docs, size = input_size(root, name)
+            out[name] = {"seconds": manifest.stats["seconds"], "docs": docs, "bytes": size}
+        if train_steps:
+            out["pretrain"] = train(cfg, root)
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def train(cfg: Any, root: Path) -> dict[str, float]:
+    from training.launch import run_pretraining
+
+    metrics = run_pretraining(cfg, root / "runs/bench/shards", str(root / "ray"), name="bench")
+    return {"tokens_per_s": metrics["tokens_per_s"], "steps": metrics["steps"]}
+
+
+def table(runs: list[dict[str, dict[str, float]]]) -> str:
+    head = f"{'stage':<10} {'docs':>7} {'MB':>8} {'seconds':>8} {'docs/s':>9} {'MB/s':>7}"
+    lines = [f"{head}   (median of {len(runs)} runs)"]
+    for name in STAGES:
+        secs = statistics.median(r[name]["seconds"] for r in runs)
+        docs, size = runs[0][name]["docs"], runs[0][name]["bytes"] / 1e6
+        lines.append(
+            f"{name:<10} {docs:>7} {size:>8.2f} {secs:>8.2f} {docs / secs:>9.1f} {size / secs:>7.2f}"
+        )
+    if "pretrain" in runs[0]:
+        tps = statistics.median(r["pretrain"]["tokens_per_s"] for r in runs)
+        lines.append(f"{'pretrain':<10} Ray Train, 2 CPU workers: {tps:,.0f} tokens/s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--train-steps", type=int, default=30, help="0 skips the training benchmark")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / ".bench" / "results.json")
+    args = p.parse_args()
+    corpus = REPO_ROOT / ".demo" / "corpus"
+    build_demo_corpus(corpus)
+    spark = get_spark("lmforge-bench", "local[*]", shuffle_partitions=4)
+    spark.sparkContext.setLogLevel("ERROR")
+    with serve_directory(corpus / "site") as site:
+        runs = [one_run(corpus, site.base_url, spark, args.train_steps) for _ in range(args.runs)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(runs, indent=1))
+    print(table(runs))
+    print(f"raw results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
