@@ -10,7 +10,8 @@ from core.config import load_config
 from core.datasets import Manifest, read_manifest, stage_prefix
 from core.storage import Storage, open_storage
 
-FUNNEL = [  # stage, the input stages whose `data` rows feed it
+FUNNEL = [  # stage, the input stages whose `data` rows feed it (none: the stage's own files)
+    ("ingest", ()),
     ("extract", ("crawl", "ingest")),
     ("dedup", ("extract",)),
     ("quality", ("dedup",)),
@@ -30,7 +31,9 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         funnel.append(
             {
                 "stage": stage,
-                "documents_in": sum(_rows(ms[i]) for i in inputs),
+                "documents_in": sum(_rows(ms[i]) for i in inputs)
+                if inputs
+                else _rows(m) + _rows(m, "rejected"),
                 "documents_out": _rows(m),
                 "rejected": _rows(m, "rejected"),
                 "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),

@@ -18,9 +18,15 @@ from core.schema import make_document
 CODE_LANGUAGES = {".py": "python", ".c": "c", ".h": "c", ".js": "javascript", ".rs": "rust", ".go": "go"}
 
 
+Ingested = tuple[dict[str, Any], str | None]  # (document, reject reason or None)
+
+
 def read_text(path: Path) -> tuple[str, str]:
-    """(text, encoding). UTF-8 first, then a lossless latin-1 fallback that is recorded."""
+    """(text, encoding). UTF-8 first, then a lossless latin-1 fallback that is recorded;
+    ("", "binary") for files with NUL bytes, which no text encoding produces."""
     data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        return "", "binary"
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -31,14 +37,20 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
-def iter_books(root: Path) -> Iterator[dict[str, Any]]:
+def _reason(text: str, enc: str) -> str | None:
+    if enc == "binary":
+        return "ingest_binary_file"
+    return None if text.strip() else "ingest_empty_file"
+
+
+def iter_books(root: Path) -> Iterator[Ingested]:
     sources: dict[str, dict[str, Any]] = {}
     if (root / "_sources.json").exists():
         sources = json.loads((root / "_sources.json").read_text())
     for path in sorted(root.rglob("*.txt")):
         meta = sources.get(path.name, {})
         text, enc = read_text(path)
-        yield make_document(
+        doc = make_document(
             "book",
             meta.get("origin") or str(path),
             text,
@@ -49,6 +61,7 @@ def iter_books(root: Path) -> Iterator[dict[str, Any]]:
             created_at=_mtime(path),
             annotations={"ingest.encoding": enc},
         )
+        yield doc, _reason(text, enc)
 
 
 def find_license(root: Path) -> str | None:
@@ -58,7 +71,7 @@ def find_license(root: Path) -> str | None:
     return None
 
 
-def iter_code(root: Path, license_id: str) -> Iterator[dict[str, Any]]:
+def iter_code(root: Path, license_id: str) -> Iterator[Ingested]:
     """One document per source file; the tree's license file is recorded as the license source."""
     license_file = find_license(root)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -70,7 +83,7 @@ def iter_code(root: Path, license_id: str) -> Iterator[dict[str, Any]]:
                 continue
             text, enc = read_text(path)
             rel = path.relative_to(root).as_posix()
-            yield make_document(
+            doc = make_document(
                 "code",
                 f"{root.name}/{rel}",
                 text,
@@ -81,3 +94,4 @@ def iter_code(root: Path, license_id: str) -> Iterator[dict[str, Any]]:
                 created_at=_mtime(path),
                 annotations={"ingest.encoding": enc, "code.path": rel, "code.language": lang},
             )
+            yield doc, _reason(text, enc)

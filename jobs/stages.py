@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from core.config import PipelineConfig
 from core.datasets import Manifest
-from core.schema import DOCUMENT_SCHEMA
+from core.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
 from jobs import dedup_exact, extract, quality
 from jobs.arrow_map import map_rows
 
@@ -62,26 +62,39 @@ def run_crawl(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_ingest(ctx: StageContext) -> dict[str, Any]:
-    """Reads the local sources on the driver (they are files beside it) and writes one table."""
+    """Reads the local sources on the driver (they are files beside it); binary and empty files
+    go to rejected/ with their reason."""
     from jobs.ingest import iter_books, iter_code
 
     src = ctx.cfg.sources
-    rows: list[dict[str, Any]] = []
-    for folder, reader in ((src.books_dir, iter_books), (src.code_dir, None)):
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for field, folder in (("books_dir", src.books_dir), ("code_dir", src.code_dir)):
         if not folder:
             continue
         path = Path(folder)
         if not path.is_dir():
-            raise FileNotFoundError(f"config field 'sources': directory {folder!r} does not exist")
-        rows.extend(reader(path) if reader else iter_code(path, src.code_license))
-    (ctx.out / "data").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), ctx.out / "data" / "part-00000.parquet"
-    )
-    by_type: dict[str, int] = {}
+            raise FileNotFoundError(f"config field 'sources.{field}': directory {folder!r} does not exist")
+        docs = iter_books(path) if field == "books_dir" else iter_code(path, src.code_license)
+        for doc, reason in docs:
+            if reason:
+                rejected.append({**doc, "reject_stage": "ingest", "reject_reason": reason})
+            else:
+                kept.append(doc)
+    for part, rows, schema in (("data", kept, DOCUMENT_SCHEMA), ("rejected", rejected, REJECTED_SCHEMA)):
+        (ctx.out / part).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), ctx.out / part / "part-00000.parquet")
+    return {
+        "documents_by_source": _count(kept, "source_type"),
+        "rejected_by_reason": _count(rejected, "reject_reason"),
+    }
+
+
+def _count(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
     for r in rows:
-        by_type[r["source_type"]] = by_type.get(r["source_type"], 0) + 1
-    return {"documents_by_source": by_type}
+        out[r[key]] = out.get(r[key], 0) + 1
+    return dict(sorted(out.items()))
 
 
 def run_extract(ctx: StageContext) -> dict[str, Any]:

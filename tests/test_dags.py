@@ -28,7 +28,7 @@ def test_no_import_errors_and_ids_match_file_stems(dagbag) -> None:  # type: ign
     for dag_id in dagbag.dag_ids:
         dag = dagbag.get_dag(dag_id)
         assert dag.doc_md and dag.fileloc.endswith(f"{dag_id}.py")
-        dag.topological_sort() if hasattr(dag, "topological_sort") else None  # raises on cycles
+        dag.check_cycle()  # raises AirflowDagCycleException
 
 
 def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -89,5 +89,5 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
     summary = json.loads((tmp_path / "runs/e2e/summary.json").read_text())
     assert summary["training"]["last_loss"] < summary["training"]["first_loss"]
     assert summary["documents_by_source"]["web"] > 0 and summary["tokens"]["train_tokens"] > 0
-    assert [f["stage"] for f in summary["funnel"]] == ["extract", "dedup", "quality"]
+    assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality"]
     assert Path(summary["training"]["checkpoint"]).exists()

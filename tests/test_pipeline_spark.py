@@ -150,3 +150,36 @@ def test_missing_java_is_one_clear_message(tmp_path: Path, small_corpus: Path) -
     assert done.returncode != 0
     assert "Java not found (JAVA_HOME=" in done.stderr
     assert not (tmp_path / "runs/nojava/ingest/_MANIFEST.json").exists()
+
+
+def test_same_stages_run_against_s3(spark, s3_config, small_corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Storage by URI: ingest -> extract -> dedup with an s3:// root on a loopback S3 server."""
+    (tmp_path / "books").mkdir()
+    for name in sorted(p.name for p in (small_corpus / "books").glob("*.txt"))[:3]:
+        (tmp_path / "books" / name).write_bytes((small_corpus / "books" / name).read_bytes())
+    (tmp_path / "books" / "copy.txt").write_bytes((tmp_path / "books" / name).read_bytes())
+    cfg = load_config(
+        overrides={
+            "storage": s3_config.model_dump(mode="json") | {"secret_access_key": "testing"},
+            "spark": {"shuffle_partitions": 2},
+            "sources": {"books_dir": str(tmp_path / "books")},
+        }
+    )
+    storage = open_storage(cfg.storage)
+    storage.write_bytes("runs/s3/crawl/data/stale.parquet", b"")  # left by a crashed attempt
+    from core.datasets import commit
+
+    crawl_out = tmp_path / "crawl" / "data"
+    crawl_out.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([], schema=DOCUMENT_SCHEMA), crawl_out / "part-00000.parquet")
+    commit(storage, "s3", "crawl", tmp_path / "crawl", config={}, inputs={})
+    assert storage.list("runs/s3/crawl") == [
+        "runs/s3/crawl/_MANIFEST.json",
+        "runs/s3/crawl/data/part-00000.parquet",
+    ]
+    for stage in ("ingest", "extract", "dedup"):
+        run_stage(stage, cfg, "s3", spark)
+    dedup = read_manifest(storage, "s3", "dedup")
+    assert dedup.rows == {"data": 3, "rejected": 1}
+    assert any(k.endswith("dedup/_MANIFEST.json") for k in storage.list("runs/s3/dedup"))
+    assert not (tmp_path / "runs").exists()  # nothing went to local disk as the dataset

@@ -32,10 +32,14 @@ class PretrainingError(RuntimeError):
     """The Ray Train run failed after its retries; the message names the run and the cause."""
 
 
-def ensure_ray(cfg: RayConfig) -> None:
-    """Start a local Ray (workers import this repo via PYTHONPATH) or connect to `cfg.address`."""
+def ensure_ray(cfg: RayConfig) -> bool:
+    """Start a local Ray (workers import this repo via PYTHONPATH) or connect to `cfg.address`.
+
+    Returns True when this call connected, so the caller owns the connection and closes it: a
+    long-lived process (an Airflow worker, a test session) must not inherit a stale Ray.
+    """
     if ray.is_initialized():
-        return
+        return False
     if cfg.address is None:
         ray.init(
             num_cpus=max(2, cfg.num_workers),
@@ -52,6 +56,7 @@ def ensure_ray(cfg: RayConfig) -> None:
         )
     else:
         ray.init(address=cfg.address)
+    return True
 
 
 def run_storage(cfg: PipelineConfig, storage_uri: str) -> tuple[str, pyarrow.fs.FileSystem | None]:
@@ -66,7 +71,17 @@ def run_pretraining(cfg: PipelineConfig, shards_dir: Path, storage_uri: str, nam
     """Train `cfg.train` on the shards in `shards_dir`; checkpoints go to `<storage_uri>/<name>/`."""
     shards_dir = Path(shards_dir).resolve()
     vocab_size = ShardReader(shards_dir, "train", cfg.train.seq_len).meta["vocab_size"]
-    ensure_ray(cfg.ray)
+    owned = ensure_ray(cfg.ray)
+    try:
+        return _fit(cfg, shards_dir, storage_uri, name, vocab_size)
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _fit(
+    cfg: PipelineConfig, shards_dir: Path, storage_uri: str, name: str, vocab_size: int
+) -> dict[str, Any]:
     storage_path, fs = run_storage(cfg, storage_uri)
     trainer = TorchTrainer(
         train_loop_per_worker,  # type: ignore[arg-type]  # Ray's stubs describe Train V1

@@ -1,0 +1,42 @@
+"""Local source connectors on awkward files: wrong encodings, binary, empty, vendored dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobs.ingest import iter_books, iter_code
+
+
+def test_books_encodings_binary_and_empty(tmp_path: Path) -> None:
+    (tmp_path / "utf8.txt").write_text("Caf\u00e9 cr\u00e8me and more words", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("Caf\u00e9 cr\u00e8me".encode("latin-1"))
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "_sources.json").write_text(
+        json.dumps({"utf8.txt": {"origin": "gutenberg:1", "license": "PD"}})
+    )
+    got = {Path(d["origin"]).name: (d, reason) for d, reason in iter_books(tmp_path)}
+    assert got["gutenberg:1"][0]["license"] == "PD" and got["gutenberg:1"][1] is None
+    latin, reason = got["latin1.txt"]
+    assert latin["text"] == "Caf\u00e9 cr\u00e8me" and latin["annotations"]["ingest.encoding"] == "latin-1"
+    assert reason is None
+    assert got["binary.txt"][1] == "ingest_binary_file"
+    assert got["empty.txt"][1] == "ingest_empty_file"
+
+
+def test_code_tree_records_license_and_skips_caches(tmp_path: Path) -> None:
+    (tmp_path / "LICENSE").write_text("MIT License")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("print('hi')\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "a.py").write_text("stale\n")
+    (tmp_path / "notes.bin").write_bytes(b"\x00\x01")
+    docs = list(iter_code(tmp_path, "MIT"))
+    assert [(d["annotations"]["code.path"], r) for d, r in docs] == [("pkg/a.py", None)]
+    doc = docs[0][0]
+    assert (doc["license"], doc["license_source"], doc["annotations"]["code.language"]) == (
+        "MIT",
+        "LICENSE",
+        "python",
+    )
