@@ -90,6 +90,10 @@ def write_summary(run_id: str, profile: str | None = None, overrides_json: str |
     return storage.uri(key)
 
 
+def _num(value: Any, fmt: str = "{:.3f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
 def render_summary(s: dict[str, Any]) -> str:
     """Readable text for the terminal."""
     lines = [f"Run {s['run_id']}  ({s['run_folder']})", "", "Crawl:"]
@@ -107,9 +111,9 @@ def render_summary(s: dict[str, Any]) -> str:
     lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
     if tr.get("first_loss") is not None:
         lines += [
-            f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']} params",
-            f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {tr['val_loss']}, "
-            f"{tr['tokens_per_s']} tokens/s",
+            f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']:,} params",
+            f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {_num(tr['val_loss'])}, "
+            f"{_num(tr['tokens_per_s'], '{:,.0f}')} tokens/s",
             f"  checkpoint: {tr['checkpoint']}",
         ]
     lines += ["", "Stages:"] + [f"  {n:<10} {v['uri']}" for n, v in s["stages"].items() if v["committed"]]
