@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".data"
@@ -55,22 +56,93 @@ class RayConfig(_Strict):
 
 
 class CrawlConfig(_Strict):
+    """Crawler politeness, limits and scope (rules and their sources: jobs/fetch.py, jobs/optout.py).
+
+    Politeness: one connection per host, `delay_s` after each response, raised to robots.txt's
+    `Crawl-delay` (RFC 9309 section 2.2.4 lets crawlers read it); hosts asking for more than
+    `max_crawl_delay_s` are skipped (Apache Nutch `fetcher.max.crawl.delay`, default 30 s).
+    Retries: 429/5xx, `backoff_base_s * 2**attempt` or `Retry-After` (RFC 9110 section 10.2.3).
+    `max_redirects` 5: RFC 9110 section 15.4 (loops detected; RFC 2068 advised at most five).
+    Scope: the seed hosts unless `allow_domains` is set (suffix match on labels); `deny_domains`
+    and the URL regexes (`re.search`) apply on top.
+    """
+
     seeds: list[str] = []
     user_agent: str = "LMForgeBot/0.1 (+https://github.com/lmforge)"
     max_pages: int = Field(500, ge=0, le=10_000_000)
+    max_pages_per_host: int = Field(1000, ge=0, le=10_000_000)
     max_depth: int = Field(3, ge=0, le=100)
     delay_s: float = Field(0.0, ge=0, le=3600)
+    max_crawl_delay_s: float = Field(30.0, ge=0, le=3600)
     timeout_s: float = Field(10.0, gt=0, le=600)
     max_bytes: int = Field(5_000_000, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    backoff_base_s: float = Field(1.0, ge=0, le=600)
+    max_retry_wait_s: float = Field(60.0, ge=0, le=3600)
+    max_redirects: int = Field(5, ge=0, le=30)
+    allowed_content_types: list[str] = ["text/html", "application/xhtml+xml", "text/plain"]
+    honor_ai_optout: bool = True  # noai meta/X-Robots-Tag and W3C TDMRep reservations
+    allow_domains: list[str] = []
+    deny_domains: list[str] = []
+    allow_patterns: list[str] = []
+    deny_patterns: list[str] = []
     allow_loopback: bool = False
+
+    @field_validator("allowed_content_types", "allow_domains", "deny_domains")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower().strip(".") for v in values]
+
+    @field_validator("allow_patterns", "deny_patterns")
+    @classmethod
+    def _regexes(cls, values: list[str]) -> list[str]:
+        for v in values:
+            try:
+                re.compile(v)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression {v!r}: {err}") from None
+        return values
+
+
+SourceKind = Literal["books", "code", "papers", "social", "synthetic"]
+SocialField = Literal["id", "text", "author", "created_at", "thread", "reply_to", "community", "platform"]
 
 
 class SourcesConfig(_Strict):
-    """Local file sources ingested next to the crawl (directories; empty means none)."""
+    """Local sources ingested next to the crawl (jobs/connectors/); an empty path means none.
 
+    `include` picks the kinds to ingest among those configured. `social_fields` names the column
+    (or dotted JSON path) of a post field when the dump's names are not among the connector's
+    defaults, e.g. `{"id": "", "text": "tweet"}` for a CSV whose id column has no header.
+    """
+
+    include: list[SourceKind] = ["books", "code", "papers", "social", "synthetic"]
     books_dir: str = ""
     code_dir: str = ""
-    code_license: str = "PSF-2.0"
+    code_license: str = "PSF-2.0"  # used when the tree's license file matches no known license text
+    papers_dir: str = ""
+    social_paths: list[str] = []  # dump files or folders of dumps
+    social_format: Literal["auto", "jsonl", "csv"] = "auto"
+    social_fields: dict[SocialField, str] = {}
+    synthetic_count: int = Field(0, ge=0, le=10_000_000)  # 0: no synthetic documents
+    synthetic_seed: int = 0
+    max_file_bytes: int = Field(50_000_000, ge=1)  # larger files are rejected unread
+
+
+class WarcConfig(_Strict):
+    """WARC/WET/ARC files (or folders of them) to ingest, e.g. Common Crawl segments."""
+
+    paths: list[str] = []
+    source_label: str | None = None  # default: the warcinfo record's isPartOf
+
+
+class ExtractConfig(_Strict):
+    """HTML to text: trafilatura for quality (FineWeb's choice), resiliparse for speed (DCLM's)."""
+
+    extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    min_text_chars: int = Field(1, ge=0)  # fewer extracted characters: rejected `extract_no_text`
+    max_links: int = Field(200, ge=0)  # outgoing links kept in `extract.links`
+    detect_language: bool = True
 
 
 class QualityConfig(_Strict):
@@ -119,6 +191,8 @@ class PipelineConfig(_Strict):
     ray: RayConfig = RayConfig()
     crawl: CrawlConfig = CrawlConfig()
     sources: SourcesConfig = SourcesConfig()
+    warc: WarcConfig = WarcConfig()
+    extract: ExtractConfig = ExtractConfig()
     quality: QualityConfig = QualityConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardConfig = ShardConfig()

@@ -103,3 +103,12 @@ def s3_config(s3_endpoint: str) -> StorageConfig:
         "checksum": "when_required",
     }
     return load_config("local", {"storage": storage}).storage
+
+
+@pytest.fixture
+def hostile_web() -> Iterator[object]:
+    """The hostile local web (tests/hostile_web.py): `.base_url`, `.alt_url`, `.requests`."""
+    from tests.hostile_web import serve_hostile_web
+
+    with serve_hostile_web() as web:
+        yield web
