@@ -1,97 +1,66 @@
-"""Local file sources (books/long prose and code trees) into the document schema.
+"""Ingest: every configured local source through its connector (jobs/connectors/), in a fixed order.
 
-Thin connectors for the foundation; later issues add EPUB, git, papers, social and synthetic.
+The connectors turn bad input into reject rows; what raises here is a configuration mistake (a
+folder that does not exist), reported with the field's name before anything is read.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from core.schema import make_document
+from core.config import SourcesConfig
+from jobs.connectors import Ingested, decode_bytes, read_text
+from jobs.connectors.books import iter_books
+from jobs.connectors.code import iter_code
+from jobs.connectors.papers import iter_papers
+from jobs.connectors.social import iter_social
+from jobs.connectors.synthetic import iter_synthetic
 
-# Extensions we read as code; the language name goes into annotations.
-CODE_LANGUAGES = {".py": "python", ".c": "c", ".h": "c", ".js": "javascript", ".rs": "rust", ".go": "go"}
-
-
-Ingested = tuple[dict[str, Any], str | None]  # (document, reject reason or None)
-
-
-def read_text(path: Path) -> tuple[str, str]:
-    """(text, encoding). UTF-8 first, then a lossless latin-1 fallback that is recorded;
-    ("", "binary") for files with NUL bytes, which no text encoding produces."""
-    data = path.read_bytes()
-    if b"\x00" in data[:8192]:
-        return "", "binary"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
-
-
-def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+__all__ = [
+    "Ingested",
+    "decode_bytes",
+    "iter_books",
+    "iter_code",
+    "iter_papers",
+    "iter_social",
+    "iter_sources",
+    "iter_synthetic",
+    "read_text",
+    "source_paths",
+]
 
 
-def _reason(text: str, enc: str) -> str | None:
-    if enc == "binary":
-        return "ingest_binary_file"
-    return None if text.strip() else "ingest_empty_file"
+def source_paths(cfg: SourcesConfig) -> dict[str, list[Path]]:
+    """The configured, included source locations by config field; raises on a missing one."""
+    wanted = {
+        "books_dir": ("books", [cfg.books_dir] if cfg.books_dir else [], Path.is_dir),
+        "code_dir": ("code", [cfg.code_dir] if cfg.code_dir else [], Path.is_dir),
+        "papers_dir": ("papers", [cfg.papers_dir] if cfg.papers_dir else [], Path.is_dir),
+        "social_paths": ("social", cfg.social_paths, Path.exists),
+    }
+    out: dict[str, list[Path]] = {}
+    for field, (kind, values, exists) in wanted.items():
+        if kind not in cfg.include or not values:
+            continue
+        for value in values:
+            if not exists(Path(value)):
+                raise FileNotFoundError(f"config field 'sources.{field}': {value!r} does not exist")
+        out[field] = [Path(v) for v in values]
+    return out
 
 
-def iter_books(root: Path) -> Iterator[Ingested]:
-    sources: dict[str, dict[str, Any]] = {}
-    if (root / "_sources.json").exists():
-        sources = json.loads((root / "_sources.json").read_text())
-    for path in sorted(root.rglob("*.txt")):
-        meta = sources.get(path.name, {})
-        text, enc = read_text(path)
-        doc = make_document(
-            "book",
-            meta.get("origin") or str(path),
-            text,
-            domain=root.name,
-            license=meta.get("license"),
-            license_source="_sources.json" if meta.get("license") else None,
-            content_type="text/plain",
-            created_at=_mtime(path),
-            annotations={"ingest.encoding": enc},
-        )
-        yield doc, _reason(text, enc)
-
-
-def find_license(root: Path) -> str | None:
-    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING"):
-        if (root / name).is_file():
-            return name
-    return None
-
-
-def iter_code(root: Path, license_id: str) -> Iterator[Ingested]:
-    """One document per source file; the tree's license file is recorded as the license source."""
-    license_file = find_license(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            lang = CODE_LANGUAGES.get(path.suffix)
-            if lang is None:
-                continue
-            text, enc = read_text(path)
-            rel = path.relative_to(root).as_posix()
-            doc = make_document(
-                "code",
-                f"{root.name}/{rel}",
-                text,
-                domain=root.name,
-                license=license_id,
-                license_source=license_file,
-                content_type="text/x-source",
-                created_at=_mtime(path),
-                annotations={"ingest.encoding": enc, "code.path": rel, "code.language": lang},
-            )
-            yield doc, _reason(text, enc)
+def iter_sources(cfg: SourcesConfig) -> Iterator[Ingested]:
+    """(document, reject reason or None) for every included source: books, code, papers, social,
+    synthetic."""
+    paths, cap = source_paths(cfg), cfg.max_file_bytes
+    for root in paths.get("books_dir", []):
+        yield from iter_books(root, cap)
+    for root in paths.get("code_dir", []):
+        yield from iter_code(root, cfg.code_license or None, cap)
+    for root in paths.get("papers_dir", []):
+        yield from iter_papers(root, cap)
+    for dump in paths.get("social_paths", []):
+        yield from iter_social(dump, cfg.social_fields, cfg.social_format, cap)
+    if "synthetic" in cfg.include and cfg.synthetic_count:
+        yield from iter_synthetic(cfg.synthetic_count, cfg.synthetic_seed)

@@ -1,4 +1,5 @@
-"""Local source connectors on awkward files: wrong encodings, binary, empty, vendored dirs."""
+"""The historical entry points `jobs.ingest.iter_books` / `iter_code` on awkward files: wrong
+encodings, binary, empty, caches. The connectors' own rules are in test_connectors.py."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_books_encodings_binary_and_empty(tmp_path: Path) -> None:
     assert got["empty.txt"][1] == "ingest_empty_file"
 
 
-def test_code_tree_records_license_and_skips_caches(tmp_path: Path) -> None:
+def test_code_tree_records_license_skips_caches_and_rejects_binary(tmp_path: Path) -> None:
     (tmp_path / "LICENSE").write_text("MIT License")
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "a.py").write_text("print('hi')\n")
@@ -33,8 +34,11 @@ def test_code_tree_records_license_and_skips_caches(tmp_path: Path) -> None:
     (tmp_path / "__pycache__" / "a.py").write_text("stale\n")
     (tmp_path / "notes.bin").write_bytes(b"\x00\x01")
     docs = list(iter_code(tmp_path, "MIT"))
-    assert [(d["annotations"]["code.path"], r) for d, r in docs] == [("pkg/a.py", None)]
-    doc = docs[0][0]
+    assert [(d["annotations"]["code.path"], r) for d, r in docs] == [
+        ("notes.bin", "ingest_binary_file"),
+        ("pkg/a.py", None),
+    ]
+    doc = docs[1][0]
     assert (doc["license"], doc["license_source"], doc["annotations"]["code.language"]) == (
         "MIT",
         "LICENSE",
