@@ -12,7 +12,7 @@ from core.storage import Storage, open_storage
 
 FUNNEL = [  # stage, the input stages whose `data` rows feed it (none: the stage's own files)
     ("ingest", ()),
-    ("extract", ("crawl", "ingest")),
+    ("extract", ("crawl", "ingest", "warc")),
     ("dedup", ("extract",)),
     ("quality", ("dedup",)),
 ]
@@ -23,7 +23,7 @@ def _rows(m: Manifest | None, part: str = "data") -> int:
 
 
 def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
-    names = ["crawl", "ingest", "extract", "dedup", "quality", "tokenizer", "shards", "pretrain"]
+    names = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "tokenizer", "shards", "pretrain"]
     ms = {n: read_manifest(storage, run_id, n) for n in names}
     funnel = []
     for stage, inputs in FUNNEL:
@@ -39,14 +39,22 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
                 "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
             }
         )
-    crawl, ingest, shards, pre = ms["crawl"], ms["ingest"], ms["shards"], ms["pretrain"]
+    crawl, ingest, warc, shards, pre = (ms[n] for n in ("crawl", "ingest", "warc", "shards", "pretrain"))
     sources = dict(ingest.stats.get("documents_by_source", {})) if ingest else {}
-    sources["web"] = _rows(crawl)
+    sources["web"] = _rows(crawl) + _rows(warc)
+    crawl_keys = ("pages_fetched", "skipped_robots", "skipped_optout", "errors_by_reason", "decisions")
+    warc_keys = ("files", "records", "documents", "rejected_by_reason")
     pre_stats = pre.stats if pre else {}
     return {
         "run_id": run_id,
         "run_folder": storage.uri(f"runs/{run_id}"),
-        "crawl": crawl.stats.get("decisions", {}) if crawl else {},
+        "crawl": {k: crawl.stats.get(k) for k in crawl_keys} if crawl else {},
+        "warc": {
+            **{k: warc.stats.get(k) for k in warc_keys},
+            "bad_records": len(warc.stats.get("bad_records", [])),
+        }
+        if warc
+        else {},
         "documents_by_source": sources,
         "funnel": funnel,
         "tokens": {
@@ -96,8 +104,19 @@ def _num(value: Any, fmt: str = "{:.3f}") -> str:
 
 def render_summary(s: dict[str, Any]) -> str:
     """Readable text for the terminal."""
-    lines = [f"Run {s['run_id']}  ({s['run_folder']})", "", "Crawl:"]
-    lines += [f"  {k:<28} {v:>7}" for k, v in sorted(s["crawl"].items())]
+    c, w = s["crawl"], s["warc"]
+    lines = [f"Run {s['run_id']}  ({s['run_folder']})", ""]
+    if c:
+        lines.append(
+            f"Crawl: {c['pages_fetched']} pages fetched, {c['skipped_robots']} skipped by robots.txt, "
+            f"{c['skipped_optout']} skipped by AI opt-out"
+        )
+        lines += [f"  error {k:<26} {v:>7}" for k, v in (c["errors_by_reason"] or {}).items()]
+    if w:
+        lines.append(
+            f"WARC: {w['files']} files, {w['records']} records, {w['documents']} documents, "
+            f"{w['bad_records']} bad records"
+        )
     lines += ["", "Documents by source:"] + [
         f"  {k:<28} {v:>7}" for k, v in sorted(s["documents_by_source"].items())
     ]

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 SPARK_STAGES = {
     "crawl": [],
     "ingest": [],
-    "extract": ["crawl", "ingest"],
+    "warc": [],
+    "extract": ["crawl", "ingest", "warc"],
     "dedup": ["extract"],
     "quality": ["dedup"],
     "tokenizer": ["quality"],
@@ -45,10 +46,28 @@ def prepared(key: str) -> str:
         ),
         "profile": Param("", type="string", description="Config profile (empty: LMFORGE_PROFILE or local)"),
         "seeds": Param([], type="array", items={"type": "string"}, description="Crawl seed URLs"),
+        "allow_domains": Param([], type="array", items={"type": "string"}, description="Empty: seed hosts"),
+        "deny_domains": Param([], type="array", items={"type": "string"}),
         "max_pages": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
+        "max_pages_per_host": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
         "max_depth": Param(None, type=["null", "integer"], minimum=0, maximum=100),
-        "books_dir": Param("", type="string", description="Folder of .txt books / long prose"),
-        "code_dir": Param("", type="string", description="Folder of source code"),
+        "delay_s": Param(
+            None, type=["null", "number"], minimum=0, maximum=3600, description="Per-host delay"
+        ),
+        "sources": Param(
+            ["books", "code", "papers", "social", "synthetic"],
+            type="array",
+            items={"type": "string", "enum": ["books", "code", "papers", "social", "synthetic"]},
+            description="Local source kinds to ingest (the crawl and WARC paths are set separately)",
+        ),
+        "books_dir": Param("", type="string", description="Folder of books: .txt, .epub, HTML chapters"),
+        "code_dir": Param("", type="string", description="Source tree or git repository"),
+        "papers_dir": Param("", type="string", description="Folder of JATS XML, LaTeX and PDF papers"),
+        "social_paths": Param([], type="array", items={"type": "string"}, description="JSONL/CSV post dumps"),
+        "synthetic_count": Param(0, type="integer", minimum=0, maximum=10_000_000),
+        "warc_paths": Param(
+            [], type="array", items={"type": "string"}, description="WARC/WET files or folders"
+        ),
         "overrides": Param({}, type="object", description="Any other config fields, nested"),
     },
 )

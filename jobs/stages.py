@@ -62,44 +62,47 @@ def run_crawl(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_ingest(ctx: StageContext) -> dict[str, Any]:
-    """Reads the local sources on the driver (they are files beside it); binary and empty files
-    go to rejected/ with their reason."""
-    from jobs.ingest import iter_books, iter_code
+    """Reads every configured local source on the driver (they are files beside it) through its
+    connector, streaming rows to Parquet in batches; rejects go to rejected/ with their reason."""
+    from jobs.ingest import iter_sources
 
-    src = ctx.cfg.sources
-    kept: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    for field, folder in (("books_dir", src.books_dir), ("code_dir", src.code_dir)):
-        if not folder:
-            continue
-        path = Path(folder)
-        if not path.is_dir():
-            raise FileNotFoundError(f"config field 'sources.{field}': directory {folder!r} does not exist")
-        docs = iter_books(path) if field == "books_dir" else iter_code(path, src.code_license)
-        for doc, reason in docs:
-            if reason:
-                rejected.append({**doc, "reject_stage": "ingest", "reject_reason": reason})
-            else:
-                kept.append(doc)
-    for part, rows, schema in (("data", kept, DOCUMENT_SCHEMA), ("rejected", rejected, REJECTED_SCHEMA)):
+    schemas = {"data": DOCUMENT_SCHEMA, "rejected": REJECTED_SCHEMA}
+    counts: dict[str, dict[str, int]] = {"data": {}, "rejected": {}}
+    batches: dict[str, list[dict[str, Any]]] = {"data": [], "rejected": []}
+    writers = {}
+    for part, schema in schemas.items():
         (ctx.out / part).mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), ctx.out / part / "part-00000.parquet")
+        writers[part] = pq.ParquetWriter(ctx.out / part / "part-00000.parquet", schema)
+    try:
+        for doc, reason in iter_sources(ctx.cfg.sources):
+            part, key = ("rejected", reason.split(":", 1)[0]) if reason else ("data", doc["source_type"])
+            row = {**doc, "reject_stage": "ingest", "reject_reason": reason} if reason else doc
+            batches[part].append(row)
+            counts[part][key] = counts[part].get(key, 0) + 1
+            if len(batches[part]) >= 2000:
+                writers[part].write_table(pa.Table.from_pylist(batches[part], schema=schemas[part]))
+                batches[part].clear()
+        for part, rows in batches.items():
+            if rows:
+                writers[part].write_table(pa.Table.from_pylist(rows, schema=schemas[part]))
+    finally:
+        for writer in writers.values():
+            writer.close()
     return {
-        "documents_by_source": _count(kept, "source_type"),
-        "rejected_by_reason": _count(rejected, "reject_reason"),
+        "documents_by_source": dict(sorted(counts["data"].items())),
+        "rejected_by_reason": dict(sorted(counts["rejected"].items())),
     }
 
 
-def _count(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rows:
-        out[r[key]] = out.get(r[key], 0) + 1
-    return dict(sorted(out.items()))
+def run_warc(ctx: StageContext) -> dict[str, Any]:
+    from jobs.warc_stage import ingest_warcs
+
+    return ingest_warcs(ctx.spark, ctx.cfg.warc.paths, ctx.out, ctx.cfg.warc.source_label)
 
 
 def run_extract(ctx: StageContext) -> dict[str, Any]:
-    df = _docs(ctx, "crawl").unionByName(_docs(ctx, "ingest"))
-    return _write_split(map_rows(df, extract.extract_row, "extract"), ctx)
+    df = _docs(ctx, "crawl").unionByName(_docs(ctx, "ingest")).unionByName(_docs(ctx, "warc"))
+    return _write_split(map_rows(df, extract.extract_row_with(ctx.cfg.extract), "extract"), ctx)
 
 
 def run_dedup(ctx: StageContext) -> dict[str, Any]:
@@ -161,20 +164,29 @@ class Stage:
 
 
 def source_listing(cfg: PipelineConfig) -> dict[str, str]:
-    """A digest of the source folders' file names, sizes and mtimes: edits re-run ingest."""
+    """A digest of every source path's file names, sizes and mtimes: edits re-run ingest."""
     import hashlib
 
+    from jobs.ingest import source_paths
+
     out = {}
-    for name in ("books_dir", "code_dir"):
-        folder = getattr(cfg.sources, name)
-        if folder and Path(folder).is_dir():
-            h = hashlib.sha256()
-            for p in sorted(Path(folder).rglob("*")):
-                if p.is_file():
-                    st = p.stat()
-                    h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            out[name] = h.hexdigest()
+    for field, roots in source_paths(cfg.sources).items():
+        h = hashlib.sha256()
+        for root in roots:
+            files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+            for p in files:
+                st = p.stat()
+                h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        out[field] = h.hexdigest()
     return out
+
+
+def warc_listing(cfg: PipelineConfig) -> dict[str, list[list[Any]]]:
+    """Sizes and mtimes of the WARC files: a replaced file re-runs the stage."""
+    from jobs.warc_stage import expand_paths
+
+    files = [Path(f) for f in expand_paths(cfg.warc.paths)]
+    return {"files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
 
 
 STAGES: dict[str, Stage] = {
@@ -182,7 +194,8 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("crawl", (), ("crawl",), run_crawl),
         Stage("ingest", (), ("sources",), run_ingest, source_listing),
-        Stage("extract", ("crawl", "ingest"), (), run_extract),
+        Stage("warc", (), ("warc",), run_warc, warc_listing),
+        Stage("extract", ("crawl", "ingest", "warc"), ("extract",), run_extract),
         Stage("dedup", ("extract",), (), run_dedup),
         Stage("quality", ("dedup",), ("quality",), run_quality),
         Stage("tokenizer", ("quality",), ("tokenizer",), run_tokenizer),

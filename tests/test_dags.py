@@ -33,9 +33,31 @@ def test_no_import_errors_and_ids_match_file_stems(dagbag) -> None:  # type: ign
 
 def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.get_dag("curation")
-    assert dag.task_dict["extract"].upstream_task_ids == {"crawl", "ingest"}
+    assert dag.task_dict["extract"].upstream_task_ids == {"crawl", "ingest", "warc"}
     assert dag.task_dict["shards"].upstream_task_ids == {"quality", "tokenizer"}
-    assert {"seeds", "max_pages", "max_depth", "books_dir", "code_dir", "overrides"} <= set(dag.params)
+    expected = {
+        "seeds",
+        "allow_domains",
+        "deny_domains",
+        "max_pages",
+        "max_pages_per_host",
+        "max_depth",
+        "delay_s",
+        "sources",
+        "books_dir",
+        "code_dir",
+        "papers_dir",
+        "social_paths",
+        "synthetic_count",
+        "warc_paths",
+        "overrides",
+    }
+    assert expected <= set(dag.params)
+    # the trigger form shows types and bounds
+    schema = {k: dag.params.get_param(k).schema for k in ("max_pages", "delay_s", "sources", "warc_paths")}
+    assert schema["max_pages"]["minimum"] == 0 and schema["delay_s"]["maximum"] == 3600
+    assert schema["sources"]["items"]["enum"] == ["books", "code", "papers", "social", "synthetic"]
+    assert schema["warc_paths"]["type"] == "array"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)

@@ -21,7 +21,7 @@ from jobs import dedup_exact
 from jobs.arrow_map import map_rows
 from jobs.runner import run_stage
 
-STAGES = ["crawl", "ingest", "extract", "dedup", "quality", "tokenizer", "shards"]
+STAGES = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "tokenizer", "shards"]
 
 
 def _cfg(root: Path, corpus: Path, site, **quality):  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_funnel_counts_add_up(pipeline) -> None:  # type: ignore[no-untyped-def]
     _, _, ms = pipeline
     assert ms["ingest"].stats["documents_by_source"] == {"book": 6, "code": 30}
     assert ms["extract"].rows["data"] + ms["extract"].rows.get("rejected", 0) == (
-        ms["crawl"].rows["data"] + ms["ingest"].rows["data"]
+        ms["crawl"].rows["data"] + ms["ingest"].rows["data"] + ms["warc"].rows["data"]
     )
     for stage, upstream in (("dedup", "extract"), ("quality", "dedup")):
         assert ms[stage].rows["data"] + ms[stage].rows.get("rejected", 0) == ms[upstream].rows["data"]
@@ -101,6 +101,7 @@ def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_
     assert reran == {
         "crawl": False,
         "ingest": False,
+        "warc": False,
         "extract": False,
         "dedup": False,
         "quality": True,
@@ -177,9 +178,33 @@ def test_same_stages_run_against_s3(spark, s3_config, small_corpus, tmp_path: Pa
         "runs/s3/crawl/_MANIFEST.json",
         "runs/s3/crawl/data/part-00000.parquet",
     ]
-    for stage in ("ingest", "extract", "dedup"):
+    for stage in ("ingest", "warc", "extract", "dedup"):
         run_stage(stage, cfg, "s3", spark)
     dedup = read_manifest(storage, "s3", "dedup")
     assert dedup.rows == {"data": 3, "rejected": 1}
     assert any(k.endswith("dedup/_MANIFEST.json") for k in storage.list("runs/s3/dedup"))
     assert not (tmp_path / "runs").exists()  # nothing went to local disk as the dataset
+
+
+def test_warc_stage_keeps_good_records_of_damaged_files(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import SHARED_DATA
+
+    warc_dir = SHARED_DATA / "warc"
+    if not warc_dir.is_dir():
+        pytest.skip("../shared/data/warc is absent")
+    # A folder contributes its *.warc[.gz]/*.arc[.gz] files; the `.bad` one is only read when named.
+    edge = warc_dir / "edge-cases"
+    paths = [
+        str(warc_dir / "commoncrawl-CC-MAIN-2020-34-excerpt.warc.gz"),
+        str(edge),
+        str(edge / "example-bad.warc.gz.bad"),
+    ]
+    cfg = load_config(overrides={"storage": {"root": str(tmp_path)}, "warc": {"paths": paths}})
+    manifest, _ = run_stage("warc", cfg, "w", spark)
+    # 16 Common Crawl responses + 6 good documents among the edge cases (see tests/test_warc_ingest.py)
+    assert manifest.rows["data"] == 22, manifest.stats
+    assert manifest.stats["files"] == 10
+    bad = {(Path(b["file"]).name, b["error"]) for b in manifest.stats["bad_records"]}
+    assert ("example-trunc.warc", "warc_invalid_content_length") in bad
+    docs = pq.read_table(tmp_path / "runs/w/warc/data").to_pylist()
+    assert all(d["source_type"] == "web" and d["raw_content"] for d in docs)
