@@ -11,6 +11,7 @@ import json
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,15 @@ def one_run(corpus: Path, base_url: str, spark: Any, train_steps: int) -> dict[s
             overrides={
                 "storage": {"root": str(root)},
                 "crawl": {"seeds": [base_url]},
-                "sources": {"books_dir": str(corpus / "books"), "code_dir": str(corpus / "code")},
+                "sources": {
+                    "books_dir": str(corpus / "books"),
+                    "code_dir": str(corpus / "code"),
+                    "papers_dir": str(corpus / "papers") if (corpus / "papers").is_dir() else "",
+                    "social_paths": [str(p) for p in sorted((corpus / "social").glob("*.jsonl"))],
+                    "synthetic_count": 300,
+                },
+                # The crawl's own WARC output, read back by the WARC stage.
+                "warc": {"paths": [str(root / "runs/bench/crawl/warc")]},
                 "train": {"steps": train_steps},
             }
         )
@@ -54,11 +63,34 @@ def one_run(corpus: Path, base_url: str, spark: Any, train_steps: int) -> dict[s
             manifest, _ = run_stage(name, cfg, "bench", spark)
             docs, size = input_size(root, name)
             out[name] = {"seconds": manifest.stats["seconds"], "docs": docs, "bytes": size}
+            if name == "warc":
+                out[name]["records"] = manifest.stats["records"]
+        out["extractors"] = bench_extractors(root)
         if train_steps:
             out["pretrain"] = train(cfg, root)
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_extractors(root: Path) -> dict[str, dict[str, float]]:
+    """Each extractor alone (no Spark) over the crawled HTML: title, links, language included."""
+    from core.config import ExtractConfig
+    from jobs.extract import extract_row_with
+
+    rows = [
+        {**r, "annotations": dict(r["annotations"] or [])}
+        for r in pq.read_table(root / "runs/bench/crawl/data").to_pylist()
+    ]
+    size = sum(len(r["raw_content"].encode()) for r in rows)
+    out = {}
+    for name in ("trafilatura", "resiliparse"):
+        fn = extract_row_with(ExtractConfig(extractor=name))
+        start = time.perf_counter()
+        for row in rows:
+            fn(dict(row))
+        out[name] = {"seconds": time.perf_counter() - start, "docs": len(rows), "bytes": size}
+    return out
 
 
 def train(cfg: Any, root: Path) -> dict[str, float]:
@@ -77,6 +109,18 @@ def table(runs: list[dict[str, dict[str, float]]]) -> str:
         lines.append(
             f"{name:<10} {docs:>7} {size:>8.2f} {secs:>8.2f} {docs / secs:>9.1f} {size / secs:>7.2f}"
         )
+    recs = statistics.median(r["warc"]["records"] / r["warc"]["seconds"] for r in runs)
+    lines.append(f"{'warc':<10} {recs:,.0f} WARC records/s (the crawl's own WARC files, Spark stage)")
+    rates = {}
+    for name in ("trafilatura", "resiliparse"):
+        secs = statistics.median(r["extractors"][name]["seconds"] for r in runs)
+        first = runs[0]["extractors"][name]
+        rates[name] = first["docs"] / secs
+        mbps = first["bytes"] / 1e6 / secs
+        lines.append(f"{'extract':<10} {name:<12} {rates[name]:>8.1f} docs/s {mbps:>7.2f} MB/s (one process)")
+    lines.append(
+        f"{'extract':<10} resiliparse / trafilatura = {rates['resiliparse'] / rates['trafilatura']:.1f}x"
+    )
     if "pretrain" in runs[0]:
         tps = statistics.median(r["pretrain"]["tokens_per_s"] for r in runs)
         lines.append(f"{'pretrain':<10} Ray Train, 2 CPU workers: {tps:,.0f} tokens/s")
