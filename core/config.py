@@ -13,7 +13,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".data"
@@ -159,6 +167,42 @@ class QualityConfig(_Strict):
     min_code_alnum_fraction: float = Field(0.25, ge=0, le=1)
 
 
+class MinHashConfig(_Strict):
+    """MinHash LSH near-dedup (jobs/minhash.py). Defaults follow FineWeb (Penedo et al. 2024, section
+    3.3 and datatrove's `MinhashConfig`): word 5-grams, 112 permutations, and text normalised as
+    datatrove's `simplify_text` does (lowercase, punctuation removed, whitespace collapsed).
+
+    `bands`/`rows` None: derived from `threshold` so the LSH hit probability there is at least
+    `min_hit_probability` (jobs/minhash.py `choose_bands_rows`; FineWeb's fixed 14x8 gives 0.92 at
+    J=0.8). Candidates are verified by exact Jaccard on shingle sets (`exact`) or by the share of
+    equal signature slots (`estimate`, Broder 1997). A band bucket with more than `max_bucket_size`
+    documents is emitted as a star around its smallest id instead of all pairs: the same connected
+    component, linear instead of quadratic pairs (only star edges that pass verification survive).
+    """
+
+    shingle: Literal["word", "char"] = "word"
+    ngram: int = Field(5, ge=1, le=64)  # FineWeb: word 5-grams
+    num_perm: int = Field(112, ge=2, le=1024)  # FineWeb: 14 buckets x 8 hashes
+    threshold: float = Field(0.8, gt=0, lt=1)  # FineWeb's 75% at 14x8; Lee et al. (2022): 0.8
+    min_hit_probability: float = Field(0.9, gt=0, lt=1)
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    seed: int = Field(1, ge=0)  # datasketch's default MinHash seed
+    verify: Literal["exact", "estimate"] = "exact"
+    max_bucket_size: int = Field(1000, ge=2)
+    lowercase: bool = True
+    strip_punctuation: bool = True  # Unicode punctuation and symbols (categories P*, S*)
+    normalize_numbers: bool = True  # digits -> 0, as datatrove's simplify_text
+
+    @model_validator(mode="after")
+    def _bands_rows(self) -> MinHashConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both 'bands' and 'rows' or neither")
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
+
+
 class TokenizerConfig(_Strict):
     vocab_size: int = Field(8192, ge=300, le=65_535)  # shards store uint16 ids
     min_frequency: int = Field(2, ge=1)
@@ -194,6 +238,7 @@ class PipelineConfig(_Strict):
     warc: WarcConfig = WarcConfig()
     extract: ExtractConfig = ExtractConfig()
     quality: QualityConfig = QualityConfig()
+    minhash: MinHashConfig = MinHashConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardConfig = ShardConfig()
     train: TrainConfig = TrainConfig()
