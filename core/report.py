@@ -15,6 +15,7 @@ FUNNEL = [  # stage, the input stages whose `data` rows feed it (none: the stage
     ("extract", ("crawl", "ingest", "warc")),
     ("dedup", ("extract",)),
     ("quality", ("dedup",)),
+    ("near_dedup", ("quality",)),
 ]
 
 
@@ -23,7 +24,18 @@ def _rows(m: Manifest | None, part: str = "data") -> int:
 
 
 def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
-    names = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "tokenizer", "shards", "pretrain"]
+    names = [
+        "crawl",
+        "ingest",
+        "warc",
+        "extract",
+        "dedup",
+        "quality",
+        "near_dedup",
+        "tokenizer",
+        "shards",
+        "pretrain",
+    ]
     ms = {n: read_manifest(storage, run_id, n) for n in names}
     funnel = []
     for stage, inputs in FUNNEL:

@@ -24,8 +24,9 @@ SPARK_STAGES = {
     "extract": ["crawl", "ingest", "warc"],
     "dedup": ["extract"],
     "quality": ["dedup"],
-    "tokenizer": ["quality"],
-    "shards": ["quality", "tokenizer"],
+    "near_dedup": ["quality"],
+    "tokenizer": ["near_dedup"],
+    "shards": ["near_dedup", "tokenizer"],
 }
 
 

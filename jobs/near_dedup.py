@@ -53,7 +53,7 @@ def keeper_order() -> list[Column]:
     from pyspark.sql import functions as F
     from pyspark.sql.types import IntegerType
 
-    rank = F.udf(license_rank, IntegerType())
+    rank = F.udf(lambda v: license_rank(v), IntegerType())
     score = F.col("annotations").getItem("quality.score").cast("double")
     return [
         rank("license").asc(),

@@ -52,6 +52,7 @@ def get_spark(app_name: str, master: str | None = None, shuffle_partitions: int 
         .config("spark.executorEnv.PYTHONPATH", repo)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
     )

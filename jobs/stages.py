@@ -115,11 +115,43 @@ def run_quality(ctx: StageContext) -> dict[str, Any]:
     return _write_split(map_rows(_docs(ctx, "dedup"), lambda r: quality.assess(r, cfg), "quality"), ctx)
 
 
+def run_near_dedup(ctx: StageContext) -> dict[str, Any]:
+    """MinHash LSH edges -> connected components -> one keeper per cluster; report from the output."""
+    import time
+
+    from pyspark.sql import functions as F
+
+    from jobs.components import connected_components_with_rounds
+    from jobs.minhash_spark import near_duplicate_edges
+    from jobs.near_dedup import mark_near_duplicates, report
+
+    docs = _docs(ctx, "quality")
+    start = time.monotonic()
+    edges, stats = near_duplicate_edges(docs.select("id", "text"), ctx.cfg.minhash)
+    stats["seconds_signatures_lsh_verify"] = round(time.monotonic() - start, 3)
+    start = time.monotonic()
+    pairs = edges.select(F.col("a").alias("src"), F.col("b").alias("dst"))
+    comps, rounds = connected_components_with_rounds(ctx.spark, pairs)
+    comps = comps.cache()
+    stats.update(components_rounds=rounds, clustered_documents=comps.count(),
+                 clusters=comps.select("component").distinct().count())  # fmt: skip
+    stats["seconds_components"] = round(time.monotonic() - start, 3)
+    stats.update(_write_split(mark_near_duplicates(docs, comps), ctx))
+    comps.unpersist()
+    edges.unpersist()
+    kept = ctx.spark.read.parquet(str(ctx.out / "data")).withColumn(
+        "reject_reason", F.lit(None).cast("string")
+    )
+    rejected = ctx.spark.read.parquet(str(ctx.out / "rejected")).drop("reject_stage")
+    stats["report"] = report(kept.unionByName(rejected), ctx.out)
+    return stats
+
+
 def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
     from jobs.tokenizer_train import train_tokenizer
 
     cfg = ctx.cfg.tokenizer
-    df = _docs(ctx, "quality").select("id", "text").orderBy("id").limit(cfg.max_training_docs)
+    df = _docs(ctx, "near_dedup").select("id", "text").orderBy("id").limit(cfg.max_training_docs)
     texts = (row["text"] for row in df.toLocalIterator())
     return train_tokenizer(texts, cfg, ctx.out / "tokenizer.json")
 
@@ -129,7 +161,7 @@ def run_shards(ctx: StageContext) -> dict[str, Any]:
 
     tokenizer = str(ctx.inputs["tokenizer"] / "tokenizer.json")
     out, val = str(ctx.out), ctx.cfg.shards.val_fraction
-    df = _docs(ctx, "quality").select("id", "text").repartition(ctx.cfg.spark.shuffle_partitions, "id")
+    df = _docs(ctx, "near_dedup").select("id", "text").repartition(ctx.cfg.spark.shuffle_partitions, "id")
     summary = (
         df.sortWithinPartitions("id")
         .rdd.mapPartitionsWithIndex(lambda i, rows: write_partition(i, rows, tokenizer, out, val))
@@ -198,7 +230,8 @@ STAGES: dict[str, Stage] = {
         Stage("extract", ("crawl", "ingest", "warc"), ("extract",), run_extract),
         Stage("dedup", ("extract",), (), run_dedup),
         Stage("quality", ("dedup",), ("quality",), run_quality),
-        Stage("tokenizer", ("quality",), ("tokenizer",), run_tokenizer),
-        Stage("shards", ("quality", "tokenizer"), ("shards",), run_shards),
+        Stage("near_dedup", ("quality",), ("minhash",), run_near_dedup),
+        Stage("tokenizer", ("near_dedup",), ("tokenizer",), run_tokenizer),
+        Stage("shards", ("near_dedup", "tokenizer"), ("shards",), run_shards),
     )
 }

@@ -29,7 +29,7 @@ def input_size(root: Path, stage: str) -> tuple[int, int]:
     """(documents, bytes of text + raw HTML) the stage reads; for sources, what they produce."""
     sources = STAGES[stage].inputs or (stage,)
     if stage == "shards":
-        sources = ("quality",)
+        sources = ("near_dedup",)
     docs = size = 0
     for src in sources:
         table = pq.read_table(root / "runs/bench" / src / "data", columns=["text", "raw_content"])
@@ -143,6 +143,10 @@ def main() -> None:
     args.out.write_text(json.dumps(runs, indent=1))
     print(table(runs))
     print(f"raw results: {args.out}")
+    spark.stop()
+    from scripts.bench_dedup import run as bench_dedup
+
+    print(bench_dedup(runs=args.runs))
 
 
 if __name__ == "__main__":

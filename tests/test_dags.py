@@ -34,7 +34,7 @@ def test_no_import_errors_and_ids_match_file_stems(dagbag) -> None:  # type: ign
 def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.get_dag("curation")
     assert dag.task_dict["extract"].upstream_task_ids == {"crawl", "ingest", "warc"}
-    assert dag.task_dict["shards"].upstream_task_ids == {"quality", "tokenizer"}
+    assert dag.task_dict["shards"].upstream_task_ids == {"near_dedup", "tokenizer"}
     expected = {
         "seeds",
         "allow_domains",
@@ -111,5 +111,5 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
     summary = json.loads((tmp_path / "runs/e2e/summary.json").read_text())
     assert summary["training"]["last_loss"] < summary["training"]["first_loss"]
     assert summary["documents_by_source"]["web"] > 0 and summary["tokens"]["train_tokens"] > 0
-    assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality"]
+    assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality", "near_dedup"]
     assert Path(summary["training"]["checkpoint"]).exists()

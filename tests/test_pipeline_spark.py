@@ -21,7 +21,7 @@ from jobs import dedup_exact
 from jobs.arrow_map import map_rows
 from jobs.runner import run_stage
 
-STAGES = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "tokenizer", "shards"]
+STAGES = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "near_dedup", "tokenizer", "shards"]
 
 
 def _cfg(root: Path, corpus: Path, site, **quality):  # type: ignore[no-untyped-def]
@@ -63,7 +63,7 @@ def test_funnel_counts_add_up(pipeline) -> None:  # type: ignore[no-untyped-def]
     assert ms["extract"].rows["data"] + ms["extract"].rows.get("rejected", 0) == (
         ms["crawl"].rows["data"] + ms["ingest"].rows["data"] + ms["warc"].rows["data"]
     )
-    for stage, upstream in (("dedup", "extract"), ("quality", "dedup")):
+    for stage, upstream in (("dedup", "extract"), ("quality", "dedup"), ("near_dedup", "quality")):
         assert ms[stage].rows["data"] + ms[stage].rows.get("rejected", 0) == ms[upstream].rows["data"]
 
 
@@ -87,9 +87,9 @@ def test_shards_decode_to_curated_documents(pipeline) -> None:  # type: ignore[n
     ids = np.fromfile(shard_dir / meta["train_files"][0], dtype="<u2")
     first = ids[: int(np.argmax(ids == meta["eos_id"]))]
     text = Tokenizer.from_file(str(shard_dir / "tokenizer.json")).decode(first.tolist())
-    kept = {r["text"] for r in pq.read_table(root / "runs/t1/quality/data").to_pylist()}
+    kept = {r["text"] for r in pq.read_table(root / "runs/t1/near_dedup/data").to_pylist()}
     assert text in kept
-    assert meta["train_documents"] + meta["val_documents"] == ms["quality"].rows["data"]
+    assert meta["train_documents"] + meta["val_documents"] == ms["near_dedup"].rows["data"]
 
 
 def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_corpus, site) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +105,7 @@ def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_
         "extract": False,
         "dedup": False,
         "quality": True,
+        "near_dedup": True,
         "tokenizer": True,
         "shards": True,
     }
