@@ -13,7 +13,7 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 _SPACE = re.compile(r"\s+")
 
@@ -25,27 +25,42 @@ def normalized_hash(text: str) -> str:
 
 def annotate_hash(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     ann = {**(row.get("annotations") or {}), "dedup.text_sha256": normalized_hash(row["text"] or "")}
+    if row["source_type"] == "web" and (row.get("origin") or "").lower().startswith(("http://", "https://")):
+        from jobs.fetch import canonical_url
+
+        ann["dedup.url"] = canonical_url(row["origin"])
     return {**row, "annotations": ann}, None
 
 
 def mark_duplicates(df: DataFrame) -> DataFrame:
-    """Sets reject_reason='exact_duplicate' (and the keeper id) on all but one row per hash."""
+    """All but one row per normalised-text hash get `exact_duplicate`; then, among the rest, all
+    but one web page per canonical URL get `exact_duplicate_url` (the same page crawled and read
+    from a WARC, or fetched twice). Keepers are the smallest ids; their ids are recorded."""
+    from pyspark.sql import functions as F
+
+    if "reject_reason" not in df.columns:
+        df = df.withColumn("reject_stage", F.lit(None).cast("string")).withColumn(
+            "reject_reason", F.lit(None).cast("string")
+        )
+    text_key = F.col("annotations").getItem("dedup.text_sha256")
+    url_key = F.col("annotations").getItem("dedup.url")
+    return _mark(_mark(df, text_key, "exact_duplicate"), url_key, "exact_duplicate_url")
+
+
+def _mark(df: DataFrame, key: Column, reason: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    key = F.col("annotations").getItem("dedup.text_sha256")
-    w = Window.partitionBy(key).orderBy("id")
-    keeper = F.first("id").over(w)
-    ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn("_keeper", keeper)
-    dup = F.col("_rank") > 1
+    open_row = F.col("reject_reason").isNull()
+    w = Window.partitionBy(key, open_row).orderBy("id")
+    ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn("_keeper", F.first("id").over(w))
+    dup = key.isNotNull() & open_row & (F.col("_rank") > 1)
+    keeper = F.create_map(F.lit("dedup.keeper_id"), F.col("_keeper"))
     return (
-        ranked.withColumn("reject_stage", F.when(dup, F.lit("dedup")))
-        .withColumn("reject_reason", F.when(dup, F.lit("exact_duplicate")))
-        .withColumn(
-            "annotations",
-            F.when(
-                dup, F.map_concat("annotations", F.create_map(F.lit("dedup.keeper_id"), "_keeper"))
-            ).otherwise(F.col("annotations")),
+        ranked.withColumn(
+            "annotations", F.when(dup, F.map_concat("annotations", keeper)).otherwise(F.col("annotations"))
         )
+        .withColumn("reject_stage", F.when(dup, F.lit("dedup")).otherwise(F.col("reject_stage")))
+        .withColumn("reject_reason", F.when(dup, F.lit(reason)).otherwise(F.col("reject_reason")))
         .drop("_rank", "_keeper")
     )

@@ -119,14 +119,20 @@ def test_exact_dedup_keeps_smallest_id_and_records_keeper(spark) -> None:  # typ
         make_document("web", "http://a/2", "hello world"),
         make_document("book", "b.txt", "HELLO WORLD\n"),
         make_document("web", "http://a/3", "something else"),
+        make_document(
+            "web", "HTTP://a:80/3#top", "the same page fetched again, changed"
+        ),  # same canonical URL
     ]
     df = spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_pandas())
     out = dedup_exact.mark_duplicates(map_rows(df, dedup_exact.annotate_hash, "dedup")).collect()
     dupes = {r["id"]: r for r in out if r["reject_reason"]}
     group = sorted(r["id"] for r in rows[:3])
-    assert set(dupes) == set(group[1:])
-    assert {r["annotations"]["dedup.keeper_id"] for r in dupes.values()} == {group[0]}
-    assert {r["reject_reason"] for r in dupes.values()} == {"exact_duplicate"}
+    same_url = sorted(r["id"] for r in rows[3:])
+    assert set(dupes) == {*group[1:], same_url[1]}
+    assert {dupes[i]["annotations"]["dedup.keeper_id"] for i in group[1:]} == {group[0]}
+    assert {dupes[i]["reject_reason"] for i in group[1:]} == {"exact_duplicate"}
+    assert dupes[same_url[1]]["reject_reason"] == "exact_duplicate_url"
+    assert dupes[same_url[1]]["annotations"]["dedup.keeper_id"] == same_url[0]
 
 
 def test_missing_java_is_one_clear_message(tmp_path: Path, small_corpus: Path) -> None:
