@@ -68,6 +68,7 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         if warc
         else {},
         "documents_by_source": sources,
+        "near_dedup": _near_dedup(ms["near_dedup"]),
         "funnel": funnel,
         "tokens": {
             k: (shards.stats.get(k) if shards else None)
@@ -97,6 +98,19 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
             }
             for n, m in ms.items()
         },
+    }
+
+
+def _near_dedup(m: Manifest | None) -> dict[str, Any]:
+    if m is None:
+        return {}
+    keys = ("bands", "rows", "hit_probability_at_threshold", "candidate_pairs", "verified_pairs", "clusters")
+    rep = m.stats.get("report", {})
+    return {
+        **{k: m.stats.get(k) for k in keys},
+        "duplicate_rate_by_source": rep.get("duplicate_rate_by_source"),
+        "cluster_size_histogram": rep.get("cluster_size_histogram"),
+        "chart": rep.get("chart"),
     }
 
 
@@ -137,6 +151,13 @@ def render_summary(s: dict[str, Any]) -> str:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(f["rejected_by_reason"].items())) or "-"
         lines.append(
             f"  {f['stage']:<10} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>9}  {reasons}"
+        )
+    nd = s.get("near_dedup") or {}
+    if nd:
+        lines.append(
+            f"  near_dedup: {nd['bands']} bands x {nd['rows']} rows (P(hit | J = threshold) = "
+            f"{nd['hit_probability_at_threshold']:.3f}), {nd['verified_pairs']} verified pairs, "
+            f"{nd['clusters']} clusters"
         )
     t, tr = s["tokens"], s["training"]
     lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
