@@ -258,11 +258,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -286,11 +286,11 @@ def load_config(profile: str | None = None, overrides: dict[str, Any] | str | No
     name = profile or os.environ.get("LMFORGE_PROFILE", "local")
     if name not in PROFILES:
         raise ConfigError(f"config field 'profile': unknown profile {name!r}; known: {sorted(PROFILES)}")
-    data = _merge({"profile": name}, PROFILES[name])
+    data = deep_merge({"profile": name}, PROFILES[name])
     if path := os.environ.get("LMFORGE_CONFIG"):
-        data = _merge(data, _parse(Path(path).read_text(), source=path))
+        data = deep_merge(data, _parse(Path(path).read_text(), source=path))
     if overrides:
-        data = _merge(
+        data = deep_merge(
             data, _parse(overrides, source="overrides") if isinstance(overrides, str) else overrides
         )
     try:

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from core.config import _merge, load_config
+from core.config import deep_merge, load_config
 from core.datasets import check_run_id, require_manifest
 from core.storage import open_storage
 
@@ -42,7 +42,7 @@ def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:
     extra = params.get("overrides") or {}
     if isinstance(extra, str):
         extra = json.loads(extra) if extra.strip() else {}
-    return _merge(overrides, extra)
+    return deep_merge(overrides, extra)
 
 
 def sanitize_run_id(airflow_run_id: str) -> str:
@@ -90,5 +90,5 @@ def upstream_from_params(params: dict[str, Any], events: Any) -> dict[str, str]:
 def merged_config_args(upstream: dict[str, str], params: dict[str, Any]) -> tuple[str | None, str]:
     """The upstream run's profile and overrides, with this DAG's params on top."""
     base = json.loads(upstream.get("overrides_json") or "{}")
-    overrides = _merge(base, params_to_overrides(params))
+    overrides = deep_merge(base, params_to_overrides(params))
     return params.get("profile") or upstream.get("profile") or None, json.dumps(overrides, sort_keys=True)

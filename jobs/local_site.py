@@ -65,10 +65,17 @@ def serve_directory(directory: Path, host: str = "127.0.0.1", port: int = 0) -> 
     server = ThreadingHTTPServer((host, port), partial(_Handler, site=site, directory=str(directory)))
     bound_host, bound_port = server.socket.getsockname()[:2]
     site.base_url = f"http://{bound_host}:{bound_port}/"
-    thread = threading.Thread(target=server.serve_forever, name=f"local-site:{bound_port}", daemon=True)
+    with serving(server, f"local-site:{bound_port}"):
+        yield site
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer, name: str) -> Iterator[None]:
+    """Run `server` on a daemon thread for the block, then shut it down and close its socket."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
-        yield site
+        yield
     finally:
         server.shutdown()
         server.server_close()

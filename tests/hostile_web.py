@@ -18,6 +18,8 @@ from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
+from jobs.local_site import serving
+
 HUGE_BYTES = 300_000
 SLOW_S = 3.0
 PRIVATE_LINKS = ("http://10.0.0.1/internal.html", "http://169.254.169.254/latest/meta-data/")
@@ -250,11 +252,5 @@ def serve_hostile_web() -> Iterator[HostileWeb]:
     web.port = server.server_address[1]
     web.base_url = f"http://127.0.0.1:{web.port}/"
     web.alt_url = f"http://localhost:{web.port}/"
-    thread = threading.Thread(target=server.serve_forever, name=f"hostile-web:{web.port}", daemon=True)
-    thread.start()
-    try:
+    with serving(server, f"hostile-web:{web.port}"):
         yield web
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
