@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test bench lint format clean
+.PHONY: venv demo test bench bench-dedup-scale lint format clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: venv
 
 bench: venv
 	$(PY) -m scripts.bench
+
+# The near_dedup stage on 1 GB of real text with edited copies: time, throughput, peak memory.
+bench-dedup-scale: venv
+	$(PY) -m scripts.dedup_scale --gb 1.0
 
 lint: venv
 	$(VENV)/bin/ruff check .

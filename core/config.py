@@ -203,6 +203,28 @@ class MinHashConfig(_Strict):
         return self
 
 
+DocumentSource = Literal["web", "book", "code", "paper", "social", "synthetic"]  # core/schema.py
+
+
+class DedupConfig(_Strict):
+    """Exact dedup (jobs/dedup_exact.py) and the optional C4-style removal of repeated lines
+    (jobs/line_dedup.py): a line whose normalised text occurs more than once across the open
+    documents is kept only at its first (document id, line number), as C4 keeps one copy (Raffel
+    et al. 2020, section 2.2; tfds `c4_utils.remove_duplicate_text`). C4 and CCNet (Wenzek et al.
+    2020, section 3.1, repeated paragraphs) apply it to web text, so `line_sources` defaults to web
+    only: removing repeated lines from code (imports, `}`) or books would break them.
+
+    `line_min_chars`: shorter normalised lines are never removed. C4's line dedup only ever saw
+    lines of at least 5 words (`_MIN_WORDS_PER_LINE = 5`, applied before it); we count characters
+    so unspaced scripts work, and 5 English words of mean length ~4.7 plus 4 spaces is about 28,
+    hence 30. Headings, blank lines and `Home`-like menu items stay.
+    """
+
+    repeated_lines: bool = False
+    line_min_chars: int = Field(30, ge=1, le=100_000)
+    line_sources: list[DocumentSource] = Field(["web"], min_length=1)
+
+
 class TokenizerConfig(_Strict):
     vocab_size: int = Field(8192, ge=300, le=65_535)  # shards store uint16 ids
     min_frequency: int = Field(2, ge=1)
@@ -238,6 +260,7 @@ class PipelineConfig(_Strict):
     warc: WarcConfig = WarcConfig()
     extract: ExtractConfig = ExtractConfig()
     quality: QualityConfig = QualityConfig()
+    dedup: DedupConfig = DedupConfig()
     minhash: MinHashConfig = MinHashConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardConfig = ShardConfig()

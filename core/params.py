@@ -26,6 +26,8 @@ PARAM_FIELDS = {
     "social_paths": ("sources", "social_paths"),
     "synthetic_count": ("sources", "synthetic_count"),
     "warc_paths": ("warc", "paths"),
+    "repeated_lines": ("dedup", "repeated_lines"),
+    "minhash_threshold": ("minhash", "threshold"),
     "steps": ("train", "steps"),
     "workers": ("ray", "num_workers"),
     "use_gpu": ("ray", "use_gpu"),
@@ -36,7 +38,7 @@ def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name, (section, field) in PARAM_FIELDS.items():
         value = params.get(name)
-        if value in (None, "", [], 0) or (name == "use_gpu" and value is False):
+        if value is False or value in (None, "", [], 0):
             continue
         overrides.setdefault(section, {})[field] = value
     extra = params.get("overrides") or {}
@@ -56,7 +58,12 @@ def prepare_run(params: dict[str, Any], airflow_run_id: str) -> dict[str, str]:
     profile = params.get("profile") or None
     cfg = load_config(profile, overrides)  # raises ConfigError naming the field
     run_id = check_run_id(params.get("run_id") or sanitize_run_id(airflow_run_id))
-    return {"run_id": run_id, "profile": cfg.profile, "overrides_json": json.dumps(overrides, sort_keys=True)}
+    return {
+        "run_id": run_id,
+        "profile": cfg.profile,
+        "overrides_json": json.dumps(overrides, sort_keys=True),
+        "driver_memory": cfg.spark.driver_memory,
+    }
 
 
 def publish_shards(prepared: dict[str, str]) -> dict[str, Any]:

@@ -69,6 +69,16 @@ def prepared(key: str) -> str:
         "warc_paths": Param(
             [], type="array", items={"type": "string"}, description="WARC/WET files or folders"
         ),
+        "repeated_lines": Param(
+            False, type="boolean", description="C4-style removal of lines repeated across web pages"
+        ),
+        "minhash_threshold": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            description="Near-dedup Jaccard threshold (empty: 0.8, FineWeb / Lee et al. 2022)",
+        ),
         "overrides": Param({}, type="object", description="Any other config fields, nested"),
     },
 )
@@ -99,6 +109,7 @@ def curation() -> None:
             ],
             conf={
                 "spark.pyspark.python": sys.executable,
+                "spark.driver.memory": prepared("driver_memory"),
                 "spark.pyspark.driver.python": sys.executable,
                 "spark.executorEnv.PYTHONPATH": str(REPO),
             },

@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 _SPACE = re.compile(r"\s+")
 
 
+def normalize(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed and stripped: the form exact matches compare."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
 def normalized_hash(text: str) -> str:
-    norm = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return hashlib.sha256(norm.encode()).hexdigest()
+    return hashlib.sha256(normalize(text).encode()).hexdigest()
 
 
 def annotate_hash(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

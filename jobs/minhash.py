@@ -49,11 +49,13 @@ def _translation(strip_punctuation: bool, normalize_numbers: bool) -> dict[int, 
 
 def normalize(text: str, cfg: MinHashConfig) -> str:
     """datatrove's `simplify_text` defaults (FineWeb): lowercase, no punctuation, digits as 0,
-    whitespace collapsed."""
+    whitespace collapsed (for word shingles `str.split` does that, so the regex pass is skipped)."""
     if cfg.lowercase:
         text = text.lower()
     if cfg.strip_punctuation or cfg.normalize_numbers:
         text = text.translate(_translation(cfg.strip_punctuation, cfg.normalize_numbers))
+    if cfg.shingle == "word":  # str.split() below collapses any whitespace run by itself
+        return text
     return _SPACE.sub(" ", text).strip()
 
 
@@ -95,21 +97,28 @@ def _token_hashes(text: str, cfg: MinHashConfig) -> np.ndarray:
     return _mix64(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64))
 
 
-def shingles(text: str, cfg: MinHashConfig) -> np.ndarray:
-    """Sorted unique 32-bit hashes (uint32) of the normalised text's n-grams of words or chars.
+def shingle_hashes(text: str, cfg: MinHashConfig) -> np.ndarray:
+    """32-bit hashes (uint32) of the normalised text's n-grams of words or chars, repeats kept.
 
-    A text shorter than `ngram` tokens is one shingle (so short texts still match); an empty one
-    has none and never enters LSH.
+    Repeats do not change a MinHash signature, so the signature pass skips the sort that
+    `shingles` needs. A text shorter than `ngram` tokens is one shingle (so short texts still
+    match); an empty one has none and never enters LSH.
     """
     tokens = _token_hashes(normalize(text, cfg), cfg)
     if tokens.size == 0:
         return np.empty(0, dtype=np.uint32)
     n = min(cfg.ngram, tokens.size)
     width = tokens.size - n + 1
-    combined = np.zeros(width, dtype=np.uint64)
-    for i in range(n):  # polynomial over the n token hashes of each window, wrapping mod 2^64
-        combined = combined * _PRIME + tokens[i : i + width]
-    return np.unique((_mix64(combined) >> np.uint64(32)).astype(np.uint32))
+    combined = tokens[:width].copy()
+    for i in range(1, n):  # polynomial over the n token hashes of each window, wrapping mod 2^64
+        combined *= _PRIME
+        combined += tokens[i : i + width]
+    return (_mix64(combined) >> np.uint64(32)).astype(np.uint32)
+
+
+def shingles(text: str, cfg: MinHashConfig) -> np.ndarray:
+    """The shingle set as sorted unique uint32 hashes: what exact Jaccard compares."""
+    return np.unique(shingle_hashes(text, cfg))
 
 
 @functools.cache

@@ -63,7 +63,9 @@ def run_stage(name: str, cfg: PipelineConfig, run_id: str, spark: Any = None) ->
     if spark is None:
         from jobs.spark_session import get_spark
 
-        spark = get_spark(f"lmforge-{name}", cfg.spark.master, cfg.spark.shuffle_partitions)
+        spark = get_spark(
+            f"lmforge-{name}", cfg.spark.master, cfg.spark.shuffle_partitions, cfg.spark.driver_memory
+        )
     cache = Path(tempfile.gettempdir(), "lmforge-cache")
     inputs = {i: materialize(storage, m, cache) for i, m in manifests.items()}
     out = scratch_dir(storage, run_id, name)

@@ -34,8 +34,12 @@ def find_java() -> str:
     return candidate
 
 
-def get_spark(app_name: str, master: str | None = None, shuffle_partitions: int = 4) -> SparkSession:
-    """Reuse or start a session; under spark-submit the master comes from the command line."""
+def get_spark(
+    app_name: str, master: str | None = None, shuffle_partitions: int = 4, driver_memory: str | None = None
+) -> SparkSession:
+    """Reuse or start a session; under spark-submit the master (and driver memory) come from the
+    command line. `driver_memory` only applies when this call starts the JVM (local mode: the
+    driver's heap is also the executors')."""
     find_java()
     # Python workers must use this interpreter (the venv), not whatever `python3` is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -45,6 +49,8 @@ def get_spark(app_name: str, master: str | None = None, shuffle_partitions: int 
     # Under spark-submit the JVM started this driver (and set the gateway port): its --master wins.
     if master and "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(master)
+        if driver_memory:
+            builder = builder.config("spark.driver.memory", driver_memory)
     repo = str(Path(__file__).resolve().parent.parent)
     return (
         builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))

@@ -106,8 +106,19 @@ def run_extract(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_dedup(ctx: StageContext) -> dict[str, Any]:
+    """Exact duplicates (text, then canonical URL); then, when `dedup.repeated_lines` is on, lines
+    repeated across the documents left (jobs/line_dedup.py)."""
     hashed = map_rows(_docs(ctx, "extract"), dedup_exact.annotate_hash, "dedup")
-    return _write_split(dedup_exact.mark_duplicates(hashed), ctx)
+    marked = dedup_exact.mark_duplicates(hashed)
+    if not ctx.cfg.dedup.repeated_lines:
+        return _write_split(marked, ctx)
+    from jobs import line_dedup
+
+    marked = marked.persist()  # read twice (lines, then texts): hash and rank the documents once
+    stats = _write_split(line_dedup.remove_repeated_lines(marked, ctx.cfg.dedup), ctx)
+    marked.unpersist()
+    kept = ctx.spark.read.parquet(str(ctx.out / "data"))
+    return {**stats, "repeated_lines": line_dedup.summary(kept)}
 
 
 def run_quality(ctx: StageContext) -> dict[str, Any]:
@@ -228,7 +239,7 @@ STAGES: dict[str, Stage] = {
         Stage("ingest", (), ("sources",), run_ingest, source_listing),
         Stage("warc", (), ("warc",), run_warc, warc_listing),
         Stage("extract", ("crawl", "ingest", "warc"), ("extract",), run_extract),
-        Stage("dedup", ("extract",), (), run_dedup),
+        Stage("dedup", ("extract",), ("dedup",), run_dedup),
         Stage("quality", ("dedup",), ("quality",), run_quality),
         Stage("near_dedup", ("quality",), ("minhash",), run_near_dedup),
         Stage("tokenizer", ("near_dedup",), ("tokenizer",), run_tokenizer),

@@ -1,0 +1,141 @@
+"""C4-style repeated-line removal in the dedup stage, on a real SparkSession over a hand-made corpus."""
+
+from __future__ import annotations
+
+import random
+import typing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core.config import ConfigError, DocumentSource, load_config
+from core.schema import DOCUMENT_SCHEMA, SOURCE_TYPES, document_id, make_document
+from jobs.line_dedup import ANNOTATION, line_key
+from jobs.runner import stage_fingerprint
+from jobs.stages import StageContext, run_dedup
+
+NEWS = "Subscribe to our newsletter for weekly updates."  # 47 chars: takes part
+OWN = "Nothing here is shared with any other document at all."
+
+
+def _web_ids() -> list[str]:
+    """Four web origins in id order: roles are given by position, so 'first' is the smallest id."""
+    return sorted((f"http://example.com/p{i}" for i in range(4)), key=lambda o: document_id("web", o))
+
+
+def _corpus() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    first, second, emptied, plain = _web_ids()
+    texts = {
+        # a repeat inside the first document goes too (case and spacing do not matter)
+        first: f"Home\n\n{NEWS}\nA first document sentence that is long enough.\n"
+        "subscribe to our   NEWSLETTER for weekly updates.",
+        second: f"Home\n{NEWS}\nThe second document has its own long line too.\n",
+        # fullwidth letters: equal after NFKC; then only short lines are left
+        emptied: "Ｓｕｂｓｃｒｉｂｅ to our newsletter for weekly updates.\nHome\n\n",
+        plain: OWN,
+    }
+    docs = [make_document("web", o, t) for o, t in texts.items()]
+    docs.append(make_document("code", "repo/news.py", f"# {NEWS}\n{NEWS}"))  # not a line source
+    docs.append(make_document("web", "http://mirror.example.org/p", OWN))  # exact duplicate of `plain`
+    roles = {"first": first, "second": second, "emptied": emptied, "plain": plain}
+    return docs, {role: document_id("web", o) for role, o in roles.items()}
+
+
+def _run(spark, tmp_path: Path, docs: list[dict[str, Any]], files: int = 1, **dedup: Any):  # type: ignore[no-untyped-def]
+    src = tmp_path / "extract" / "data"
+    src.mkdir(parents=True)
+    for i in range(files):
+        table = pa.Table.from_pylist(docs[i::files], schema=DOCUMENT_SCHEMA)
+        pq.write_table(table, src / f"part-{i}.parquet")
+    cfg = load_config(overrides={"spark": {"shuffle_partitions": 3}, "dedup": dedup})
+    ctx = StageContext(spark, cfg, {"extract": tmp_path / "extract"}, {}, tmp_path / "out")
+    stats = run_dedup(ctx)
+    rows = {}
+    for part in ("data", "rejected"):
+        for r in spark.read.parquet(str(tmp_path / "out" / part)).collect():
+            rows[r["id"]] = r.asDict(recursive=True)
+    return stats, rows
+
+
+def test_repeated_lines_keep_the_first_occurrence_only(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs, ids = _corpus()
+    stats, rows = _run(spark, tmp_path, docs, repeated_lines=True)
+    first, second, emptied, plain = (rows[ids[r]] for r in ("first", "second", "emptied", "plain"))
+    assert first["text"] == f"Home\n\n{NEWS}\nA first document sentence that is long enough."
+    assert second["text"] == "Home\nThe second document has its own long line too.\n"  # short line kept
+    assert (first["annotations"][ANNOTATION], second["annotations"][ANNOTATION]) == ("1", "1")
+    assert plain["text"] == OWN and plain["annotations"][ANNOTATION] == "0"
+    assert first.get("reject_reason") is None and plain.get("reject_reason") is None
+    # only short lines left: rejected with the rule, original text kept in the rejected row
+    assert (emptied["reject_stage"], emptied["reject_reason"]) == ("dedup", "repeated_lines")
+    assert emptied["text"] == next(d["text"] for d in docs if d["id"] == ids["emptied"])
+    assert emptied["annotations"][ANNOTATION] == "1"
+    code = rows[document_id("code", "repo/news.py")]
+    assert code["text"] == f"# {NEWS}\n{NEWS}" and ANNOTATION not in code["annotations"]
+    mirror = rows[document_id("web", "http://mirror.example.org/p")]
+    keeper, dup = sorted([plain, mirror], key=lambda r: r["id"])
+    assert dup["reject_reason"] == "exact_duplicate" and ANNOTATION not in dup["annotations"]
+    assert keeper["text"] == OWN  # the exact duplicate's lines did not take part
+    assert stats["rejected_by_reason"] == {"exact_duplicate": 1, "repeated_lines": 1}
+    assert stats["repeated_lines"] == {"lines_removed": 2, "documents_changed": 2}
+
+
+def test_output_does_not_depend_on_input_order_or_partitioning(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs, _ = _corpus()
+    shuffled = docs[:]
+    random.Random(7).shuffle(shuffled)
+    _, a = _run(spark, tmp_path / "a", docs, files=1, repeated_lines=True)
+    _, b = _run(spark, tmp_path / "b", shuffled, files=3, repeated_lines=True)
+    assert a == b
+
+
+def test_disabled_by_default_leaves_texts_unchanged(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs, _ = _corpus()
+    stats, rows = _run(spark, tmp_path, docs)
+    assert {i: r["text"] for i, r in rows.items()} == {d["id"]: d["text"] for d in docs}
+    assert not any(ANNOTATION in r["annotations"] for r in rows.values())
+    assert "repeated_lines" not in stats and stats["rejected_by_reason"] == {"exact_duplicate": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "key_of"),
+    [
+        ("Home", None),  # shorter than line_min_chars: never removed
+        ("", None),
+        (f"  {NEWS.upper()}  ", NEWS),
+        ("Ｓｕｂｓｃｒｉｂｅ to our newsletter for weekly updates.", NEWS),
+        ("Subscribe to our newsletter\tfor   weekly updates.\r", NEWS),
+    ],
+)
+def test_line_key_normalises_and_skips_short_lines(line: str, key_of: str | None) -> None:
+    cfg = load_config().dedup
+    expected = None if key_of is None else line_key(key_of, cfg.line_min_chars)
+    assert line_key(line, cfg.line_min_chars) == expected
+
+
+def test_defaults_and_fingerprint() -> None:
+    cfg = load_config()
+    dedup = cfg.dedup
+    assert (dedup.repeated_lines, dedup.line_min_chars, dedup.line_sources) == (False, 30, ["web"])
+    assert set(typing.get_args(DocumentSource)) == set(SOURCE_TYPES)
+    on = load_config(overrides={"dedup": {"repeated_lines": True}})
+    assert stage_fingerprint("dedup", cfg, {})[1] != stage_fingerprint("dedup", on, {})[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"line_min_chars": 0}, "dedup.line_min_chars"),
+        ({"line_min_chars": "long"}, "dedup.line_min_chars"),
+        ({"line_sources": []}, "dedup.line_sources"),
+        ({"line_sources": ["blog"]}, "dedup.line_sources.0"),
+        ({"repeated_lines": "maybe"}, "dedup.repeated_lines"),
+        ({"min_chars": 5}, "dedup.min_chars"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"config field '{field}'"):
+        load_config(overrides={"dedup": overrides})
