@@ -237,17 +237,57 @@ class ShardConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    model_size: Literal["tiny", "small"] = "tiny"
+    """Pretraining run (training/). Objectives and their defaults: training/objectives.py;
+    parallelism: training/parallel.py and training/pipeline.py; MFU: training/metrics.py.
+
+    `batch_size` is per worker and per micro-step; a step sees batch_size * grad_accum * workers
+    sequences. `token_budget` (tokens seen in training), when set, fixes `steps` from that.
+    `precision` bf16 means autocast on GPU (CPU runs stay fp32: CPU autocast is slow there).
+    Prefix tuning (`mode`) freezes the model loaded from `init_from` (a checkpoint directory
+    holding state.pt) and learns `prefix_length` key/value vectors per layer through an MLP of
+    width `prefix_hidden` (Li & Liang 2021).
+    """
+
+    objective: Literal["causal", "mlm", "span", "prefix_lm", "contrastive"] = "causal"
+    mode: Literal["pretrain", "prefix_tuning"] = "pretrain"
+    init_from: str | None = None
+    model_size: Literal["tiny", "small", "gpt2-small", "gpt2-medium", "1b"] = "tiny"
     seq_len: int = Field(128, ge=8, le=8192)
     batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
     steps: int = Field(150, ge=1)
+    token_budget: int | None = Field(None, ge=1)
     lr: float = Field(3e-3, gt=0, le=1)
     warmup_steps: int = Field(10, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    parallelism: Literal["ddp", "fsdp", "pipeline"] = "ddp"
+    pipeline_schedule: Literal["1F1B", "GPipe"] = "1F1B"
+    pipeline_microbatches: int = Field(4, ge=1)
+    precision: Literal["fp32", "bf16"] = "bf16"
+    compile: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)  # contrastive learning needs > 0 (SimCSE: 0.1)
+    mlm_probability: float = Field(0.15, gt=0, lt=1)  # BERT (Devlin et al. 2019)
+    span_noise_density: float = Field(0.15, gt=0, lt=1)  # T5 (Raffel et al. 2020)
+    span_mean_length: float = Field(3.0, ge=1)  # T5
+    contrastive_temperature: float = Field(0.05, gt=0)  # SimCSE (Gao et al. 2021)
+    prefix_length: int = Field(10, ge=1)  # Li & Liang (2021) table/summarisation: 10-200
+    prefix_hidden: int = Field(512, ge=1)  # Li & Liang (2021): reparameterisation MLP width 512
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
+    eval_batches: int = Field(4, ge=1)
+    max_failures: int = Field(2, ge=0)  # Ray Train FailureConfig retries from the last checkpoint
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.mode == "prefix_tuning" and not self.init_from:
+            raise ValueError("mode 'prefix_tuning' needs 'init_from', a pretrained checkpoint directory")
+        if self.parallelism == "pipeline" and (self.objective != "causal" or self.mode != "pretrain"):
+            raise ValueError("parallelism 'pipeline' supports objective 'causal' in mode 'pretrain' only")
+        if self.objective == "contrastive" and self.dropout == 0:
+            raise ValueError("objective 'contrastive' needs dropout > 0 (SimCSE uses 0.1)")
+        return self
 
 
 class PipelineConfig(_Strict):

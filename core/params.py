@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, get_args
 
-from core.config import deep_merge, load_config
+from pydantic import BaseModel
+
+from core.config import PipelineConfig, deep_merge, load_config
 from core.datasets import check_run_id, require_manifest
 from core.storage import open_storage
 
@@ -28,10 +30,27 @@ PARAM_FIELDS = {
     "warc_paths": ("warc", "paths"),
     "repeated_lines": ("dedup", "repeated_lines"),
     "minhash_threshold": ("minhash", "threshold"),
+    # pretrain DAG
+    "objective": ("train", "objective"),
+    "mode": ("train", "mode"),
+    "init_from": ("train", "init_from"),
+    "model_size": ("train", "model_size"),
+    "token_budget": ("train", "token_budget"),
     "steps": ("train", "steps"),
+    "grad_accum": ("train", "grad_accum"),
+    "parallelism": ("train", "parallelism"),
+    "precision": ("train", "precision"),
     "workers": ("ray", "num_workers"),
     "use_gpu": ("ray", "use_gpu"),
+    "ray_address": ("ray", "address"),
 }
+
+
+def config_choices(section: str, field: str) -> list[str]:
+    """The allowed values of a Literal config field, for a trigger form's drop-down (one source)."""
+    section_model = PipelineConfig.model_fields[section].annotation
+    assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+    return [str(v) for v in get_args(section_model.model_fields[field].annotation)]
 
 
 def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:

@@ -77,15 +77,20 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         "training": {
             k: pre_stats.get(k)
             for k in (
+                "objective",
+                "mode",
+                "parallelism",
                 "steps",
                 "first_loss",
                 "last_loss",
                 "val_loss",
                 "val_ppl",
                 "tokens_per_s",
+                "mfu",
                 "num_params",
                 "workers",
                 "checkpoint",
+                "tensorboard",
             )
         },
         "stages": {
@@ -163,10 +168,13 @@ def render_summary(s: dict[str, Any]) -> str:
     lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
     if tr.get("first_loss") is not None:
         lines += [
-            f"Training: {tr['steps']} steps on {tr['workers']} Ray workers, {tr['num_params']:,} params",
+            f"Training: {tr.get('objective') or 'causal'} objective ({tr.get('mode') or 'pretrain'}, "
+            f"{tr.get('parallelism') or 'ddp'}), {tr['steps']} steps on {tr['workers']} Ray workers, "
+            f"{tr['num_params']:,} params",
             f"  loss {tr['first_loss']:.3f} -> {tr['last_loss']:.3f}, val loss {_num(tr['val_loss'])}, "
-            f"{_num(tr['tokens_per_s'], '{:,.0f}')} tokens/s",
+            f"{_num(tr['tokens_per_s'], '{:,.0f}')} tokens/s, MFU {_num(tr.get('mfu'), '{:.1%}')}",
             f"  checkpoint: {tr['checkpoint']}",
+            f"  TensorBoard: {tr.get('tensorboard')}",
         ]
     lines += ["", "Stages:"] + [f"  {n:<10} {v['uri']}" for n, v in s["stages"].items() if v["committed"]]
     return "\n".join(lines)

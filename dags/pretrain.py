@@ -1,7 +1,12 @@
-"""Pretraining: a Ray Train `TorchTrainer` trains a causal LM on the `token_shards` Asset.
+"""Pretraining: a Ray Train `TorchTrainer` trains a model on the `token_shards` Asset.
 
 Scheduled by the curation DAG's shards; triggered by hand, the `run_id` param names which run's
-shards to train on. Checkpoints and metrics land under `runs/<run id>/pretrain/`.
+shards to train on. With `ray.address` set (the `ray_address` param or the profile) the run is a
+Ray job on that cluster, submitted through the Ray Jobs API and stopped if this task is killed;
+otherwise a local Ray trains inside the task. Checkpoints and metrics land under
+`runs/<run id>/pretrain/`, TensorBoard files under `tensorboard/`.
+
+Params left empty keep the profile's value; `overrides` takes any other config field.
 """
 
 from __future__ import annotations
@@ -9,6 +14,18 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from core.assets import TOKEN_SHARDS
+from core.params import config_choices
+from training.pretrain_operator import PretrainOperator
+
+
+def choice(field: str, description: str) -> Param:
+    """An optional drop-down over a `train` Literal field (empty: the profile's value)."""
+    return Param(
+        None,
+        type=["null", "string"],
+        enum=[None, *config_choices("train", field)],
+        description=description,
+    )
 
 
 @dag(
@@ -20,28 +37,39 @@ from core.assets import TOKEN_SHARDS
     params={
         "run_id": Param("", type="string", maxLength=128, description="Run whose shards to use"),
         "profile": Param("", type="string"),
+        "objective": choice("objective", "Training objective (training/objectives.py)"),
+        "mode": choice("mode", "prefix_tuning freezes the init_from model (Li & Liang 2021)"),
+        "init_from": Param(
+            None, type=["null", "string"], description="Checkpoint folder (state.pt) to start from"
+        ),
+        "model_size": choice("model_size", "Named GPT size (training/model.py SIZES)"),
+        "token_budget": Param(
+            None, type=["null", "integer"], minimum=1, description="Training tokens; sets the steps"
+        ),
         "steps": Param(0, type="integer", minimum=0, description="0: the profile's train.steps"),
+        "grad_accum": Param(
+            None, type=["null", "integer"], minimum=1, maximum=4096, description="Micro-steps per step"
+        ),
         "workers": Param(0, type="integer", minimum=0, maximum=4096, description="0: the profile's"),
         "use_gpu": Param(False, type="boolean"),
+        "parallelism": choice("parallelism", "ddp, fsdp (FSDP2) or pipeline stages"),
+        "precision": choice("precision", "bf16: autocast on GPU"),
+        "ray_address": Param(
+            None,
+            type=["null", "string"],
+            description="Ray cluster (http://head:8265 or ray://head:10001); empty: the profile's",
+        ),
         "overrides": Param({}, type="object"),
     },
 )
 def pretrain() -> None:
-    @task
-    def train(params: dict | None = None, triggering_asset_events=None) -> dict:
-        from core.params import upstream_from_params
-        from training.stage import pretrain_stage
-
-        params = params or {}
-        return pretrain_stage(params, upstream_from_params(params, triggering_asset_events))
-
     @task
     def report(trained: dict) -> str:
         from core.report import write_summary
 
         return write_summary(trained["run_id"], trained["profile"], trained["overrides_json"])
 
-    report(train())
+    report(PretrainOperator(task_id="train").output)
 
 
 pretrain()

@@ -184,6 +184,7 @@ def run_shards(ctx: StageContext) -> dict[str, Any]:
         "eos_id": meta["eos_id"],
         "pad_id": meta["pad_id"],
         "mask_id": meta["mask_id"],
+        "sentinel_ids": meta["sentinel_ids"],
         "dtype": "uint16",
         "train_files": sorted(s["file"] for s in summary if s["split"] == "train"),
         "val_files": sorted(s["file"] for s in summary if s["split"] == "val"),

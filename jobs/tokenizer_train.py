@@ -14,7 +14,7 @@ from core.config import TokenizerConfig
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 MASK = "<|mask|>"
-SENTINELS = [f"<|extra_id_{i}|>" for i in range(32)]  # T5-style span sentinels
+SENTINELS = [f"<|extra_id_{i}|>" for i in range(100)]  # T5 has 100 span sentinels (Raffel et al. 2020)
 SPECIAL_TOKENS = [EOS, PAD, MASK, *SENTINELS]
 
 
@@ -39,4 +39,5 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_file: Path) 
         "eos_id": tok.token_to_id(EOS),
         "pad_id": tok.token_to_id(PAD),
         "mask_id": tok.token_to_id(MASK),
+        "sentinel_ids": [tok.token_to_id(t) for t in SENTINELS],
     }

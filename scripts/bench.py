@@ -147,6 +147,9 @@ def main() -> None:
     from scripts.bench_dedup import run as bench_dedup
 
     print(bench_dedup(runs=args.runs))
+    from scripts.bench_train import run as bench_train
+
+    print(bench_train(runs=args.runs))
 
 
 if __name__ == "__main__":

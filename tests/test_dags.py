@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,125 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
     assert summary["documents_by_source"]["web"] > 0 and summary["tokens"]["train_tokens"] > 0
     assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality", "near_dedup"]
     assert Path(summary["training"]["checkpoint"]).exists()
+
+
+def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from training.pretrain_operator import PretrainOperator
+
+    dag = dagbag.get_dag("pretrain")
+    assert isinstance(dag.task_dict["train"], PretrainOperator)
+    assert dag.task_dict["report"].upstream_task_ids == {"train"}
+    schema = {k: dag.params.get_param(k).schema for k in dag.params}
+    assert schema["objective"]["enum"] == [None, "causal", "mlm", "span", "prefix_lm", "contrastive"]
+    assert schema["model_size"]["enum"] == [None, "tiny", "small", "gpt2-small", "gpt2-medium", "1b"]
+    assert schema["parallelism"]["enum"] == [None, "ddp", "fsdp", "pipeline"]
+    assert schema["precision"]["enum"] == [None, "fp32", "bf16"]
+    assert schema["mode"]["enum"] == [None, "pretrain", "prefix_tuning"]
+    assert schema["token_budget"]["type"] == ["null", "integer"] and schema["token_budget"]["minimum"] == 1
+    assert schema["grad_accum"]["minimum"] == 1 and schema["steps"]["minimum"] == 0
+    assert schema["use_gpu"]["type"] == "boolean" and schema["init_from"]["type"] == ["null", "string"]
+    assert all(dag.params[k] is None for k in ("objective", "mode", "token_budget", "ray_address"))
+
+
+def test_pretrain_params_map_to_config_fields() -> None:
+    from core.config import load_config
+    from core.params import params_to_overrides
+
+    params = {
+        "objective": "span",
+        "model_size": "small",
+        "token_budget": 65536,
+        "grad_accum": 2,
+        "parallelism": "fsdp",
+        "precision": "fp32",
+        "mode": "prefix_tuning",
+        "init_from": "/ckpt/step-100",
+        "workers": 4,
+        "use_gpu": True,
+        "ray_address": "http://head:8265",
+        "steps": 0,  # 0 / None: the profile's
+        "overrides": {"train": {"lr": 0.001}},
+    }
+    cfg = load_config("local", params_to_overrides(params))
+    t = cfg.train
+    assert (t.objective, t.model_size, t.token_budget, t.grad_accum) == ("span", "small", 65536, 2)
+    assert (t.parallelism, t.precision, t.mode, t.lr) == ("fsdp", "fp32", "prefix_tuning", 0.001)
+    assert t.init_from == "/ckpt/step-100"
+    assert (cfg.ray.num_workers, cfg.ray.use_gpu, cfg.ray.address) == (4, True, "http://head:8265")
+    assert t.steps == 150  # TrainConfig's default kept
+
+
+def test_pretrain_bad_params_fail_before_ray(dagbag, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from core.config import ConfigError
+
+    dag = dagbag.get_dag("pretrain")
+    with pytest.raises(ParamValidationError, match="param objective: 'bogus' is not one of"):
+        dag.test(run_conf={"run_id": "bad", "objective": "bogus"})
+    with pytest.raises(ParamValidationError, match="param token_budget: 0 is less than the minimum of 1"):
+        dag.test(run_conf={"run_id": "bad", "token_budget": 0})
+    # valid for the form, invalid together: the train task fails on the config, naming the field
+    conf = {"run_id": "bad", "mode": "prefix_tuning", "overrides": {"storage": {"root": str(tmp_path)}}}
+    with pytest.raises(ConfigError, match=r"config field 'train'.*needs 'init_from'"):
+        dag.task_dict["train"].execute({"params": conf})
+    dr = dag.test(run_conf=conf)
+    assert _states(dr) == {"train": "failed", "report": "upstream_failed"}
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.timeout(120)
+def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from ray.job_submission import JobStatus
+
+    from core.config import StorageConfig
+    from core.datasets import commit
+    from core.storage import open_storage
+    from tests.ray_head import RayHeadUnavailable, ray_head
+    from tests.test_training_ray import write_text_shards
+    from training.jobs_api import RayJobError, RayJobs
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_text_shards(shards)
+    commit(open_storage(StorageConfig(root=str(tmp_path))), "kill", "shards", shards, config={}, inputs={})
+    try:
+        head_cm = ray_head(token_auth=False)
+        head = head_cm.__enter__()
+    except RayHeadUnavailable as err:
+        pytest.skip(f"no local Ray cluster with a dashboard here: {err}")
+    try:
+        op = dagbag.get_dag("pretrain").task_dict["train"]
+        op.poll_s = 0.2
+        params = {
+            "run_id": "kill",
+            "steps": 100_000,
+            "workers": 1,
+            "ray_address": head.dashboard,
+            "overrides": {"storage": {"root": str(tmp_path)}, "train": {"seq_len": 32, "batch_size": 4}},
+        }
+        outcome: list[BaseException | dict] = []
+
+        def run() -> None:
+            try:
+                outcome.append(op.execute({"params": params}))
+            except BaseException as err:  # handed to the test thread
+                outcome.append(err)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        jobs = RayJobs(head.dashboard)
+        deadline = time.monotonic() + 60
+        while op._job_id is None or jobs.status(op._job_id) != JobStatus.RUNNING:
+            assert time.monotonic() < deadline and thread.is_alive(), outcome
+            time.sleep(0.2)
+        assert op._job_id.startswith("lmforge-pretrain-kill-")
+        op.on_kill()
+        thread.join(timeout=60)
+        assert isinstance(outcome[0], RayJobError) and "STOPPED" in str(outcome[0])
+        assert jobs.status(op._job_id) == JobStatus.STOPPED
+        assert not (tmp_path / "runs/kill/pretrain/_MANIFEST.json").exists()
+    finally:
+        head_cm.__exit__(None, None, None)

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from training.data import ShardError, ShardReader
 from training.loop import build_optimizer, evaluate, lr_at, train_step
-from training.model import GPT, SIZES, GPTConfig
+from training.model import GPT, IGNORE_INDEX, SIZES, GPTConfig, attention_mask
 
 VOCAB = 64
 
@@ -121,3 +122,109 @@ def test_reader_errors(tmp_path: Path) -> None:
     write_shards(tmp_path, {"train": [8, 0], "val": []})
     with pytest.raises(ShardError, match="seq_len \\+ 1 = 9"):
         ShardReader(tmp_path, "train", 8)
+
+
+def test_causal_loss_matches_the_model_before_objectives() -> None:
+    """Golden values computed with the model as it was before the attention options were added."""
+    tokens = torch.randint(0, VOCAB, (3, 17), generator=torch.Generator().manual_seed(1))
+    _, loss = tiny()(tokens[:, :-1], tokens[:, 1:])
+    assert loss.item() == pytest.approx(4.17491340637207, rel=1e-6)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.1))
+    torch.manual_seed(5)  # dropout draws in the same order as before
+    assert model(tokens[:, :-1], tokens[:, 1:])[1].item() == pytest.approx(4.177971839904785, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "params"),
+    [("gpt2-small", 124_439_808), ("gpt2-medium", 354_823_168), ("1b", 1_011_476_480)],
+)
+def test_named_sizes_parameter_counts(size: str, params: int) -> None:
+    with torch.device("meta"):  # shapes only, no memory
+        model = GPT(GPTConfig.from_size(size, vocab_size=50257, block_size=1024))
+    assert model.num_params() == params
+
+
+def test_attention_masks_exact() -> None:
+    assert attention_mask("causal", 4) is None and attention_mask("bidirectional", 4, n_prefix_kv=2) is None
+    prefix = attention_mask("prefix", 4, prefix_len=torch.tensor([2, 0]))
+    expected = [
+        [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]],
+        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]],
+    ]
+    assert prefix is not None and prefix.dtype == torch.bool
+    assert prefix[:, 0].int().tolist() == expected
+    with_kv = attention_mask("causal", 3, n_prefix_kv=2)
+    assert with_kv is not None and with_kv.shape == (1, 1, 3, 5)
+    assert with_kv[0, 0].int().tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    with pytest.raises(ValueError, match="prefix_len is required"):
+        attention_mask("prefix", 4)
+    with pytest.raises(ValueError, match="unknown attention"):
+        attention_mask("sideways", 4)  # type: ignore[arg-type]
+
+
+def outputs_after_change(at: int, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits for a batch and for the same batch with the token at `at` changed."""
+    model = tiny().eval()
+    a = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(2))
+    b = a.clone()
+    b[:, at] = (b[:, at] + 1) % VOCAB
+    with torch.no_grad():
+        return model(a, **kwargs)[0], model(b, **kwargs)[0]  # type: ignore[arg-type]
+
+
+def test_bidirectional_and_prefix_attention() -> None:
+    la, lb = outputs_after_change(12, attn="bidirectional")
+    assert not torch.allclose(la[:, 0], lb[:, 0])  # the first position sees the last ones
+    six = torch.tensor([6, 6])
+    la, lb = outputs_after_change(4, attn="prefix", prefix_len=six)
+    assert not torch.allclose(la[:, 0], lb[:, 0])  # inside the prefix: bidirectional
+    la, lb = outputs_after_change(9, attn="prefix", prefix_len=six)
+    torch.testing.assert_close(la[:, :9], lb[:, :9])  # after it: causal
+    assert not torch.allclose(la[:, 9:], lb[:, 9:])
+    model = tiny().eval()
+    idx = torch.randint(0, VOCAB, (2, 16))
+    with torch.no_grad():
+        causal, bidir = model(idx)[0], model(idx, attn="bidirectional")[0]
+        torch.testing.assert_close(model(idx, attn="prefix", prefix_len=torch.tensor([0, 1]))[0], causal)
+        torch.testing.assert_close(model(idx, attn="prefix", prefix_len=torch.tensor([16, 16]))[0], bidir)
+
+
+def test_prefix_kv_acts_as_prepended_tokens() -> None:
+    """With position embeddings zeroed, keys/values of real tokens passed as prefix_kv give the same
+    logits as running those tokens in front of the sequence (what Li & Liang's prefix imitates)."""
+    model = tiny().eval()
+    with torch.no_grad():
+        model.wpe.weight.zero_()
+    pre, idx = torch.randint(0, VOCAB, (2, 3)), torch.randint(0, VOCAB, (2, 5))
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def keep_kv(_: nn.Module, __: tuple, out: torch.Tensor) -> None:
+        _, k, v = (t.view(2, 8, 2, 16).transpose(1, 2)[:, :, :3] for t in out.split(32, dim=2))
+        kv.append((k, v))
+
+    hooks = [block.attn.c_attn.register_forward_hook(keep_kv) for block in model.h]
+    with torch.no_grad():
+        full = model(torch.cat([pre, idx], dim=1))[0]
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        tuned = model(idx, prefix_kv=kv)[0]
+    torch.testing.assert_close(tuned, full[:, 3:])
+    with pytest.raises(ValueError, match="prefix_kv has 1 layers"):
+        model(idx, prefix_kv=kv[:1])
+
+
+def test_hidden_states_and_ignored_targets() -> None:
+    model = tiny().eval()
+    idx = torch.randint(0, VOCAB, (2, 16))
+    with torch.no_grad():
+        hidden, none = model(idx, return_hidden=True)
+        logits, _ = model(idx)
+    assert hidden.shape == (2, 16, 32) and none is None
+    torch.testing.assert_close(model.lm_head(hidden), logits)
+    targets = torch.full((2, 16), IGNORE_INDEX)
+    targets[0, 3], targets[1, 7] = 5, 9
+    _, loss = model(idx, targets)
+    picked = torch.stack([logits[0, 3], logits[1, 7]])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(picked, torch.tensor([5, 9])))

@@ -1,32 +1,41 @@
-"""The per-worker training loop Ray Train runs, built from plain PyTorch functions.
+"""The training loop, built from plain PyTorch functions, run by Ray Train or by one plain process.
 
 `lr_at`, `build_optimizer`, `train_step` and `evaluate` know nothing of Ray and are unit-tested on
-their own; `train_loop_per_worker` only adds ranks, DDP, metric reports and checkpoints around them.
+their own. `run_training` is the loop itself; it talks to its runner through a small `Session`
+(rank, world, device, report, restore), so the same code runs inside Ray Train workers
+(`train_loop_per_worker`) and in a single process without Ray (`LocalSession`, the baseline the
+benchmark compares Ray's overhead against).
+
+Per step: `grad_accum` micro-batches of the run's single data stream (training/data.py), each
+turned into the objective's batch (training/objectives.py), forward under bf16 autocast on GPU,
+gradients synchronised once per step (DDP's `no_sync` on the others), clipping, AdamW, cosine
+schedule. Checkpoints hold the model, optimizer, step, the exact data position and the metrics
+history; a retry after a lost worker (Ray Train's FailureConfig) restores all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import tempfile
+import os
+import signal
 import time
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from core.config import TrainConfig
-from training.data import ShardReader, read_meta
+from training.data import ShardReader, read_meta, step_windows
 from training.model import GPT, GPTConfig
+from training.session import RaySession, Session
 
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak (Hoffmann et al. 2022)
-EVAL_BATCHES = 4
-STATE_FILE = "state.pt"
+FAULT_ENV = "LMFORGE_FAULT_KILL_AT_STEP"  # tests: "<step>:<marker file>" kills rank 1 once
 
 
 def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -38,14 +47,16 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> flo
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW that decays only matrices and embeddings, not biases or LayerNorm gains (as GPT-2/3)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), **({"fused": True} if fused else {}))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -56,7 +67,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def train_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float
 ) -> float:
-    """One forward/backward/update; returns the batch loss."""
+    """One causal-LM forward/backward/update; returns the batch loss (the unit-tested basic step)."""
     _, loss = model(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -67,7 +78,7 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Mean loss over `batches`, in eval mode (restores the previous mode)."""
+    """Mean causal-LM loss over `batches`, in eval mode (restores the previous mode)."""
     was_training = model.training
     model.eval()
     losses = [model(x, y)[1].item() for x, y in batches]
@@ -83,108 +94,320 @@ def mean_across_ranks(value: float, device: torch.device) -> float:
     return t.item() / dist.get_world_size()
 
 
-def _unwrap(model: nn.Module) -> GPT:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    assert isinstance(inner, GPT)
-    return inner
+def _fault_injection(step: int, rank: int) -> None:
+    """Tests kill a worker mid-run: SIGKILL on rank 1 at the given step, once (a marker file)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or rank != 1:
+        return
+    at, marker = spec.split(":", 1)
+    if step == int(at) and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _load_state() -> dict[str, Any] | None:
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
-def _state(model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: list) -> dict[str, Any]:
-    inner = _unwrap(model)
+def model_config(cfg: TrainConfig, meta: dict[str, Any]) -> GPTConfig:
+    return GPTConfig.from_size(cfg.model_size, meta["vocab_size"], cfg.seq_len, dropout=cfg.dropout)
+
+
+@dataclass
+class Built:
+    model: nn.Module  # what forward runs (DDP/FSDP-wrapped, compiled; a pipeline's own stage)
+    inner: nn.Module  # the unwrapped module whose state is saved
+    optimizer: torch.optim.Optimizer
+    trainable: int
+    flops_per_token: float
+    pipe: Any = None  # training/pipeline.py PipelineTrainer when parallelism is "pipeline"
+
+
+def build(cfg: TrainConfig, meta: dict[str, Any], session: Session, state: dict[str, Any] | None) -> Built:
+    """Model (pretrain, or prefix tuning over a frozen checkpoint), wrapped for the chosen
+    parallelism, and its optimizer; restored from `state` when the run resumes."""
+    from training import parallel
+    from training.metrics import model_flops_for
+
+    torch.manual_seed(cfg.seed)
+    gpt_cfg = model_config(cfg, meta)
+    if cfg.mode == "prefix_tuning":
+        from training.prefix_tuning import PrefixTuning, load_base
+
+        base = load_base(Path(str(cfg.init_from)), dropout=cfg.dropout)
+        if base.config.vocab_size != meta["vocab_size"]:
+            raise ValueError(
+                f"train.init_from holds a model with vocabulary {base.config.vocab_size}, the shards "
+                f"have {meta['vocab_size']}: prefix-tune on shards of the same tokenizer"
+            )
+        inner: nn.Module = PrefixTuning(base, cfg.prefix_length, cfg.prefix_hidden)
+        gpt = base
+    else:
+        inner = gpt = GPT(gpt_cfg)
+    if state is not None:
+        saved = state["model_config"]
+        if saved != asdict(gpt.config):
+            raise ValueError(
+                f"the run's checkpoint holds a different model ({saved}) than the config asks for "
+                f"({asdict(gpt.config)}); start a run with a new name"
+            )
+        inner.load_state_dict(state["model"])
+    pipe = None
+    bf16 = cfg.precision == "bf16"
+    if cfg.parallelism == "pipeline":
+        from training.pipeline import PipelineTrainer
+
+        pipe = PipelineTrainer(gpt, cfg.pipeline_schedule, cfg.pipeline_microbatches, session.device)
+        model = pipe.module
+    elif cfg.parallelism == "fsdp":
+        model = parallel.wrap_model(inner, "fsdp", session.device, bf16=bf16)
+    else:
+        model = session.prepare(inner)
+    if cfg.compile:
+        model = torch.compile(model)
+    fused = session.device.type == "cuda"
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, fused=fused)
+    if state is not None:
+        if pipe is not None:
+            pipe.load_optimizer_state(optimizer, state["optimizer"])
+        elif cfg.parallelism == "fsdp":
+            parallel.load_optimizer_state(model, optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+    fpt = model_flops_for(gpt.config, gpt.num_params(), cfg.seq_len)
+    trainable = sum(p.numel() for p in inner.parameters() if p.requires_grad)
+    return Built(model, inner, optimizer, trainable, fpt, pipe)
+
+
+def _state(cfg: TrainConfig, built: Built, step: int, position: int, history: list) -> dict[str, Any]:
+    """Everything a resume needs. Under FSDP the full state is gathered (a collective: all ranks)."""
+    from training import parallel
+
+    gpt = built.inner.base if cfg.mode == "prefix_tuning" else built.inner  # type: ignore[attr-defined]
+    if built.pipe is not None:
+        model_state = built.pipe.full_state_dict()
+        optimizer_state = built.pipe.optimizer_state(built.optimizer)
+    elif cfg.parallelism == "fsdp":
+        model_state = parallel.full_state_dict(built.model)
+        optimizer_state = parallel.optimizer_state(built.model, built.optimizer)
+    else:
+        model_state, optimizer_state = built.inner.state_dict(), built.optimizer.state_dict()
     return {
-        "model": inner.state_dict(),
-        "model_config": asdict(inner.config),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "model_config": asdict(gpt.config),
+        "optimizer": optimizer_state,
         "step": step,
+        "position": position,
         "history": history,
+        "objective": cfg.objective,
+        "mode": cfg.mode,
     }
 
 
-def _report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int) -> None:
-    """Every rank must call report (it is a barrier); only rank 0 hands over a checkpoint."""
-    if state is None or rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(state, Path(d) / STATE_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """DDP all-reduces gradients on every backward; accumulate locally until the last micro-batch."""
+    inner = getattr(model, "_orig_mod", model)
+    if not last and isinstance(inner, nn.parallel.DistributedDataParallel):
+        return inner.no_sync()
+    return contextlib.nullcontext()
 
 
-def _validation(model: nn.Module, shards_dir: Path, cfg: TrainConfig, device: torch.device) -> dict:
-    if read_meta(shards_dir).get("val_tokens", 0) <= cfg.seq_len:
-        return {}
-    ctx = ray.train.get_context()
-    reader = ShardReader(shards_dir, "val", cfg.seq_len, ctx.get_world_rank(), ctx.get_world_size(), cfg.seed)
-    batches = (reader.batch(i, cfg.batch_size) for i in range(EVAL_BATCHES))
-    batches = ((x.to(device), y.to(device)) for x, y in batches)
-    loss = mean_across_ranks(evaluate(_unwrap(model), batches), device)
-    return {"val_loss": loss, "val_ppl": math.exp(loss)}
+def _generator(cfg: TrainConfig, step: int, rank: int, micro: int) -> torch.Generator:
+    """Masks and spans are a pure function of (seed, step, rank, micro): a resumed run draws the same."""
+    return torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 4099 + rank) * 131 + micro)
 
 
-def _build(cfg: TrainConfig, vocab_size: int) -> tuple[nn.Module, torch.optim.AdamW, int, list[dict]]:
-    """Model (DDP-wrapped), optimizer, first step and metrics history, restored from the run's
-    latest checkpoint when Ray Train has one (a retry after a failure, or a rerun of the same name)."""
-    torch.manual_seed(cfg.seed)
-    model_cfg = GPTConfig.from_size(cfg.model_size, vocab_size, cfg.seq_len)
-    gpt = GPT(model_cfg)
-    state = _load_state()
-    if state is not None:
-        if state["model_config"] != asdict(model_cfg):
-            raise ValueError(
-                f"the run's checkpoint holds a different model ({state['model_config']}) than the "
-                f"config asks for ({asdict(model_cfg)}); start a run with a new name"
-            )
-        gpt.load_state_dict(state["model"])
-    model = ray.train.torch.prepare_model(gpt)
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
-    if state is None:
-        return model, optimizer, 0, []
-    optimizer.load_state_dict(state["optimizer"])
-    return model, optimizer, state["step"], state["history"]
+def validation(cfg: TrainConfig, built: Built, objective: Any, reader: ShardReader, session: Session) -> dict:
+    """The objective's loss on the validation split (same windows every time), and perplexity."""
+    if built.pipe is not None:  # same batch shape as training: the stages inferred their shapes from it
+        rows = cfg.batch_size * cfg.grad_accum
+        evals = [reader.rank_windows(i * rows, 0, rows).to(session.device) for i in range(cfg.eval_batches)]
+        loss = sum(built.pipe.evaluate(t[:, :-1], t[:, 1:]) for t in evals) / len(evals)
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    was_training = built.model.training
+    built.model.eval()
+    losses = []
+    with torch.no_grad():
+        for i in range(cfg.eval_batches):
+            tokens = reader.rank_windows(0, i, cfg.batch_size)
+            batch = _to(objective.make_batch(tokens, _generator(cfg, -1, session.rank, i)), session.device)
+            with _autocast(session.device, cfg.precision):
+                losses.append(objective.loss(built.model, batch).item())
+    built.model.train(was_training)
+    loss = mean_across_ranks(sum(losses) / len(losses), session.device)
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def total_steps(cfg: TrainConfig, world: int) -> int:
+    """`steps`, or the steps that `token_budget` tokens take at this batch, accumulation and world."""
+    if cfg.token_budget is None:
+        return cfg.steps
+    return max(
+        1, math.ceil(cfg.token_budget / (cfg.seq_len * step_windows(world, cfg.grad_accum, cfg.batch_size)))
+    )
+
+
+def run_training(
+    cfg: TrainConfig,
+    shards: str,
+    session: Session,
+    fs: Any = None,
+    make_tracker: Callable[[int], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The loop (module docstring). Reports at step 1, every `log_every` steps and at every
+    checkpoint; tokens_per_s covers the wall time since the previous report was due, the report
+    itself included. Returns the history.
+
+    `make_tracker(start_step)` gives a training/tracking.py Tracker (rank 0 only): it is told the
+    step a retry resumes from, so TensorBoard drops the failed attempt's later points.
+    """
+    from training.objectives import build_objective
+
+    meta = read_meta(shards, fs)
+    state = session.restore()
+    built = build(cfg, meta, session, state)
+    objective = build_objective(cfg, meta)
+    pipeline = built.pipe is not None
+    # A pipeline's stages share one data-parallel replica: every stage reads the same batch.
+    data_rank, data_world = (0, 1) if pipeline else (session.rank, session.world)
+    reader = ShardReader(shards, "train", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
+    val_reader = None
+    if meta.get("val_tokens", 0) > cfg.seq_len or (fs is not None and meta.get("val_files")):
+        val_reader = ShardReader(shards, "val", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
+    start, position, history = (state["step"], state["position"], state["history"]) if state else (0, 0, [])
+    tracker = make_tracker(start) if make_tracker is not None else None
+    if tracker is not None:
+        tracker.log_hparams(cfg.model_dump(mode="json") | {"workers": session.world})
+    try:
+        return _loop(cfg, built, objective, reader, val_reader, session, tracker, start, position, history)
+    finally:
+        if tracker is not None:
+            tracker.close()
+
+
+def _loop(
+    cfg: TrainConfig,
+    built: Built,
+    objective: Any,
+    reader: ShardReader,
+    val_reader: ShardReader | None,
+    session: Session,
+    tracker: Any,
+    start: int,
+    position: int,
+    history: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    from training.metrics import mfu, peak_flops
+
+    pipeline = built.pipe is not None
+    data_world = 1 if pipeline else session.world
+    steps = total_steps(cfg, data_world)
+    peak = peak_flops(torch.cuda.get_device_name(session.device)) if session.device.type == "cuda" else None
+    clock, steps_timed = time.perf_counter(), 0
+    built.model.train()
+    for step in range(start, steps):
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, steps)
+        set_lr(built.optimizer, lr)
+        if pipeline:  # micro-batching is the pipeline's own accumulation
+            tokens = reader.rank_windows(position, 0, cfg.batch_size * cfg.grad_accum).to(session.device)
+            with _autocast(session.device, cfg.precision):
+                loss = built.pipe.train_step(tokens[:, :-1], tokens[:, 1:], built.optimizer, cfg.grad_clip)
+        else:
+            loss = _accumulated_step(cfg, built, objective, reader, session, step, position)
+        position += step_windows(data_world, cfg.grad_accum, cfg.batch_size)
+        _fault_injection(step + 1, session.rank)
+        done, steps_timed = step + 1, steps_timed + 1
+        ckpt = done % cfg.checkpoint_every == 0 or done == steps
+        if not (done == 1 or done % cfg.log_every == 0 or ckpt):
+            continue
+        now = time.perf_counter()
+        elapsed = now - clock
+        tokens_per_s = cfg.batch_size * cfg.grad_accum * cfg.seq_len * data_world * steps_timed / elapsed
+        metrics = {
+            "step": done,
+            "loss": mean_across_ranks(loss, session.device),
+            "lr": lr,
+            "tokens_per_s": tokens_per_s,
+            "position": position,
+        }
+        if peak:
+            metrics["mfu"] = mfu(tokens_per_s / session.world, built.flops_per_token, peak)
+        if done == steps and val_reader is not None:
+            metrics |= validation(cfg, built, objective, val_reader, session)
+        history.append(metrics)
+        if tracker is not None:
+            tracker.log(done, metrics)
+            if ckpt:
+                tracker.sync()
+        session.report(metrics, _state(cfg, built, done, position, history) if ckpt else None)
+        # The next interval starts now: this report's cost (a barrier, a checkpoint upload) counts
+        # against the next steps' throughput, as it does in wall time.
+        clock, steps_timed = now, 0
+    return history
+
+
+def _accumulated_step(
+    cfg: TrainConfig,
+    built: Built,
+    objective: Any,
+    reader: ShardReader,
+    session: Session,
+    step: int,
+    position: int,
+) -> float:
+    total = 0.0
+    for micro in range(cfg.grad_accum):
+        tokens = reader.rank_windows(position, micro, cfg.batch_size)
+        batch = _to(objective.make_batch(tokens, _generator(cfg, step, session.rank, micro)), session.device)
+        with _no_sync(built.model, micro == cfg.grad_accum - 1):
+            with _autocast(session.device, cfg.precision):
+                loss = objective.loss(built.model, batch) / cfg.grad_accum
+            loss.backward()
+        total += loss.item()
+    torch.nn.utils.clip_grad_norm_([p for p in built.model.parameters() if p.requires_grad], cfg.grad_clip)
+    built.optimizer.step()
+    built.optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def shard_fs(storage: dict[str, Any] | None, shards: str) -> Any:
+    """The pyarrow filesystem for s3:// shards (None for local paths)."""
+    if not shards.startswith("s3://") or storage is None:
+        return None
+    from core.config import StorageConfig
+    from core.storage import S3Storage
+
+    return S3Storage(StorageConfig.model_validate(storage)).arrow_fs()[0]
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Ray Train entry point: config = {"train": TrainConfig dict, "shards_dir": str, "vocab_size": int}.
+    """Ray Train entry point: config = {"train": TrainConfig dict, "shards_dir": path or s3 key
+    (bucket/prefix), "shards_uri", "storage": the StorageConfig dict, "run_name", "tracking": bool,
+    "threads"}.
 
-    `batch_size` is per worker. Reports at step 1, every `log_every` steps and at every checkpoint;
-    tokens_per_s covers the steps since the previous report, not the report itself. Returns the
-    metrics history, which the driver reads as `result.return_value`.
+    `batch_size` is per worker. Returns the metrics history (the driver reads `result.return_value`).
     """
     cfg = TrainConfig.model_validate(config["train"])
-    shards_dir = Path(config["shards_dir"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    model, optimizer, start, history = _build(cfg, config["vocab_size"])
-    device = ray.train.torch.get_device()
-    reader = ShardReader(shards_dir, "train", cfg.seq_len, rank, world, cfg.seed)
-    clock, steps_timed = time.perf_counter(), 0
-    for step in range(start, cfg.steps):
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps)
-        set_lr(optimizer, lr)
-        x, y = (t.to(device) for t in reader.batch(step, cfg.batch_size))
-        loss = train_step(model, optimizer, x, y, cfg.grad_clip)
-        done, steps_timed = step + 1, steps_timed + 1
-        ckpt = done % cfg.checkpoint_every == 0 or done == cfg.steps
-        if not (done == 1 or done % cfg.log_every == 0 or ckpt):
-            continue
-        tokens = cfg.batch_size * cfg.seq_len * world * steps_timed
-        metrics = {
-            "step": done,
-            "loss": mean_across_ranks(loss, device),
-            "lr": lr,
-            "tokens_per_s": tokens / (time.perf_counter() - clock),
-        }
-        if done == cfg.steps:
-            metrics |= _validation(model, shards_dir, cfg, device)
-        history.append(metrics)
-        _report(metrics, _state(model, optimizer, done, history) if ckpt else None, rank)
-        clock, steps_timed = time.perf_counter(), 0
-    return history
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))  # the CPUs Ray reserved for this worker
+    session = RaySession()
+    shards = config["shards_dir"]
+    fs = shard_fs(config.get("storage"), config.get("shards_uri", ""))
+    make_tracker = None
+    if config.get("tracking") and session.rank == 0:
+        from core.config import StorageConfig
+        from core.storage import open_storage
+        from training.tracking import Tracker
+
+        storage = open_storage(StorageConfig.model_validate(config["storage"]))
+
+        def make_tracker(start: int) -> Tracker:
+            return Tracker.for_run(storage, config["run_name"], enabled=True, purge_step=start or None)
+
+    return run_training(cfg, shards, session, fs, make_tracker)

@@ -1,22 +1,39 @@
 """A GPT decoder in one readable file, after karpathy/nanoGPT and GPT-2 (Radford et al. 2019).
 
-Plain PyTorch: no parallelism in here. Ray Train wraps it in DDP from the outside, so the same
-module runs in a unit test, on one CPU, or on a GPU cluster.
+Plain PyTorch: no parallelism in here. Ray Train wraps it in DDP or FSDP from the outside, so the same
+module runs in a unit test, on one CPU, or on a GPU cluster. One set of weights serves every training
+objective (training/objectives.py): only the attention pattern changes, causal (GPT), bidirectional
+(BERT-style MLM, SimCSE) or prefix-LM (T5's decoder-only "prefix LM", Raffel et al. 2020 §3.2.1),
+and prefix tuning (Li & Liang 2021) prepends learned keys/values per layer through `prefix_kv`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Named sizes used by TrainConfig.model_size and the scaling study.
+Attn = Literal["causal", "bidirectional", "prefix"]
+PrefixKV = Sequence[tuple[torch.Tensor, torch.Tensor]]
+IGNORE_INDEX = -100  # targets at this value add nothing to the loss (PyTorch's cross_entropy default)
+
+# Named sizes used by TrainConfig.model_size and the scaling study. Parameter counts with the tied
+# head, GPT-2's vocabulary (50,257) and a 1,024-token context:
+#   gpt2-small  124,439,808 (GPT-2 small, Radford et al. 2019)
+#   gpt2-medium 354,823,168 (GPT-2 medium)
+#   1b        1,011,476,480 (width 2048 and head size 128 as GPT-3 XL, Brown et al. 2020, and
+#                            Pythia-1B, Biderman et al. 2023; 18 layers put the total at ~1.0B)
 SIZES: dict[str, dict] = {
     "tiny": {"n_layer": 2, "n_head": 4, "n_embd": 128},
     "small": {"n_layer": 4, "n_head": 4, "n_embd": 256},
+    "gpt2-small": {"n_layer": 12, "n_head": 12, "n_embd": 768},
+    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024},
+    "1b": {"n_layer": 18, "n_head": 16, "n_embd": 2048},
 }
 
 
@@ -37,7 +54,42 @@ class GPTConfig:
         return cls(vocab_size=vocab_size, block_size=block_size, **SIZES[size], **kwargs)  # type: ignore[arg-type]
 
 
+def attention_mask(
+    attn: Attn,
+    seq_len: int,
+    prefix_len: torch.Tensor | None = None,
+    n_prefix_kv: int = 0,
+    device: torch.device | None = None,
+) -> torch.Tensor | None:
+    """Boolean mask for `scaled_dot_product_attention` (True: the query may attend to the key), shaped
+    [B or 1, 1, seq_len, n_prefix_kv + seq_len], or None where none is needed: plain causal attention
+    runs with `is_causal=True` and bidirectional attention with no mask, which lets SDPA pick its flash
+    kernel. Under "prefix", query i of row b sees key j when j <= i or j < prefix_len[b] (bidirectional
+    over the prefix, causal after it). Prefix-tuning keys (`n_prefix_kv` of them) are visible to every
+    query (Li & Liang 2021: they act as virtual tokens before the input).
+    """
+    if attn not in ("causal", "bidirectional", "prefix"):
+        raise ValueError(f"unknown attention {attn!r}; known: 'causal', 'bidirectional', 'prefix'")
+    if (attn == "prefix") != (prefix_len is not None):
+        raise ValueError(f"prefix_len is required with attn='prefix' and only then (attn={attn!r})")
+    if attn == "bidirectional" or (attn == "causal" and n_prefix_kv == 0):
+        return None
+    pos = torch.arange(seq_len, device=device)
+    visible = pos[None, :] <= pos[:, None]  # [T, T] causal
+    if prefix_len is not None:
+        in_prefix = pos[None, :] < prefix_len.to(device)[:, None]  # [B, T]: key j in row b's prefix
+        visible = visible[None] | in_prefix[:, None, :]
+    else:
+        visible = visible[None]
+    if n_prefix_kv:
+        virtual = torch.ones(*visible.shape[:2], n_prefix_kv, dtype=torch.bool, device=device)
+        visible = torch.cat([virtual, visible], dim=-1)
+    return visible[:, None]
+
+
 class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention; causal by default, or under a mask from `attention_mask`."""
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if cfg.n_embd % cfg.n_head:
@@ -48,12 +100,21 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = True,
+        prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if prefix_kv is not None:
+            k, v = torch.cat([prefix_kv[0], k], dim=2), torch.cat([prefix_kv[1], v], dim=2)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        is_causal = causal and mask is None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -69,7 +130,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN residual block (GPT-2): normalising before each sublayer keeps deep stacks stable."""
+    """Pre-LN residual block (GPT-2): normalising before each sublayer keeps deep stacks stable.
+
+    `block(x)` alone is causal, so pipeline stages can call blocks without the other arguments."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -78,8 +141,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = True,
+        prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, causal, prefix_kv)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -109,21 +178,44 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        attn: Attn = "causal",
+        prefix_len: torch.Tensor | None = None,
+        prefix_kv: PrefixKV | None = None,
+        return_hidden: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits [B, T, vocab] and, given targets [B, T], the mean next-token cross-entropy."""
+        """Logits [B, T, vocab] (or, with `return_hidden`, the final-LayerNorm states [B, T, C]) and,
+        given targets [B, T], the mean cross-entropy over targets that are not IGNORE_INDEX.
+
+        `attn` picks the pattern (see `attention_mask`); `prefix_len` [B] is the bidirectional prefix
+        of each row under "prefix"; `prefix_kv` holds one (key, value) pair [B, n_head, P, head_dim]
+        per layer, prepended to that layer's keys and values. Positions count from 0 at idx[:, 0]
+        whatever P is, so a frozen model sees its inputs where it saw them in pretraining.
+        """
         seq_len = idx.size(1)
         if seq_len > self.config.block_size:
             raise ValueError(f"sequence length {seq_len} exceeds block_size {self.config.block_size}")
+        if prefix_kv is not None and len(prefix_kv) != len(self.h):
+            raise ValueError(f"prefix_kv has {len(prefix_kv)} layers; the model has {len(self.h)}")
+        n_kv = 0 if prefix_kv is None else prefix_kv[0][0].size(2)
+        mask = attention_mask(attn, seq_len, prefix_len, n_kv, idx.device)
+        causal = attn == "causal"
         pos = torch.arange(seq_len, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        for i, block in enumerate(self.h):
+            x = block(x, mask, causal, None if prefix_kv is None else prefix_kv[i])
+        hidden = self.ln_f(x)
+        if return_hidden and targets is None:
+            return hidden, None
+        logits = self.lm_head(hidden)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+            flat = logits.view(-1, logits.size(-1))
+            loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return (hidden if return_hidden else logits), loss
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (the tied head counted once); Kaplan et al. (2020) fit on non-embedding."""

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.datasets import commit, fingerprint, materialize, read_manifest, require_manifest, stage_prefix
+from core.datasets import commit, read_manifest, require_manifest, stage_prefix
 from core.params import merged_config_args
 from core.storage import open_storage
+from training.jobs_api import pretrain_fingerprint
 
 log = logging.getLogger("lmforge.pretrain")
 
@@ -28,17 +29,19 @@ def pretrain_stage(params: dict[str, Any], upstream: dict[str, str]) -> dict[str
     conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
     inputs = {"shards": shards.fingerprint}
     result = {"run_id": run_id, "profile": cfg.profile, "overrides_json": overrides_json}
-    fp = fingerprint(conf, inputs)
+    fp = pretrain_fingerprint(cfg, shards.fingerprint)  # the Ray Jobs submission id uses it too
     existing = read_manifest(storage, run_id, "pretrain")
     if existing is not None and existing.fingerprint == fp:
         log.info("pretrain of run %s already committed with this config: skipped", run_id)
         return {**result, "skipped": True, **_brief(existing.stats)}
-    shards_dir = materialize(storage, shards, Path(tempfile.gettempdir(), "lmforge-cache"))
+    # Local shards are read in place; S3 shards are streamed by the workers (ranged reads).
+    local = storage.local_dir(stage_prefix(run_id, "shards"))
+    shards_src = str(local) if local else storage.uri(stage_prefix(run_id, "shards"))
     from training.launch import run_pretraining
 
     ray_uri = storage.uri(f"{stage_prefix(run_id, 'pretrain')}-ray")
     # The fingerprint in the name: Ray resumes a same-named run, which is right only for the same config.
-    metrics = run_pretraining(cfg, shards_dir, ray_uri, name=f"pretrain-{run_id}-{fp[:12]}")
+    metrics = run_pretraining(cfg, shards_src, ray_uri, name=f"pretrain-{run_id}-{fp[:12]}")
     out = Path(tempfile.mkdtemp(prefix="pretrain-"))
     try:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))

@@ -1,0 +1,218 @@
+"""Pretraining on a Ray cluster through the Ray Jobs API (the dashboard's REST service).
+
+Why a job rather than a Ray Client driver inside the Airflow task: the driver then runs on the
+cluster, so the run outlives an Airflow worker restart, its logs stay in the dashboard, and it can
+be stopped by id (Ray's docs send long-running workloads to Jobs; Ray Client is for interactive
+development). The job runs `python -m training.submit_entry`, which calls the same
+`pretrain_stage` as a local run and prints its summary as the last `RESULT_MARKER` line; `wait`
+reads it back from the job's logs, so no shared folder is needed for the answer.
+
+Submission ids are deterministic (run id + the stage's config fingerprint): submitting again
+attaches to a pending, running or finished job instead of starting a second one, and after a
+failed or stopped one starts a next attempt, so an Airflow retry re-runs it (Ray Train resumes
+from the run's checkpoints, whose run name carries the same fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import time
+from typing import TYPE_CHECKING, Any
+
+from core.config import REPO_ROOT, PipelineConfig
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+log = logging.getLogger("lmforge.jobs")
+
+RESULT_MARKER = "LMFORGE_RESULT "
+DEFAULT_DASHBOARD_PORT = 8265  # `ray start --dashboard-port` default; KubeRay's head Service too
+LOG_TAIL_LINES = 40
+# Uploaded with the job as its working_dir (besides what .gitignore excludes): never data or venvs.
+WORKING_DIR_EXCLUDES = [".git", ".venv", ".data", ".demo", ".bench", ".airflow", "tests", "**/__pycache__"]
+
+
+class RayJobError(RuntimeError):
+    """A Ray job ended without a result; the message names the job, its status and its last logs."""
+
+
+def dashboard_url(address: str) -> str:
+    """The Jobs API endpoint for a `ray.address`: http(s) URLs as given, else the address's host on
+    the dashboard's default port (`ray://head:10001` -> `http://head:8265`)."""
+    if address.startswith(("http://", "https://")):
+        return address.rstrip("/")
+    host = address.removeprefix("ray://").split("/", 1)[0].rsplit(":", 1)[0]
+    if host in ("", "auto", "localhost"):
+        host = "127.0.0.1"
+    return f"http://{host}:{DEFAULT_DASHBOARD_PORT}"
+
+
+def submission_id(kind: str, run_id: str, fingerprint: str) -> str:
+    """`lmforge-<kind>-<run id>-<16 hex of the fingerprint>`: same run + config, same job."""
+    safe_run = re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-") or "run"
+    return f"lmforge-{kind}-{safe_run}-{fingerprint[:16]}"
+
+
+def attempt_id(job_id: str, n: int) -> str:
+    return job_id if n == 1 else f"{job_id}-try{n}"
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """What a job's entrypoint prints last so that `wait` can return it."""
+    print(RESULT_MARKER + json.dumps(result, default=str, sort_keys=True), flush=True)
+
+
+def result_from_logs(logs: str) -> dict[str, Any] | None:
+    for line in reversed(logs.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER) :])
+    return None
+
+
+def logs_tail(logs: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(logs.rstrip().splitlines()[-lines:])
+
+
+class RayJobs:
+    """Submit, attach to, wait for and stop jobs on one Ray cluster.
+
+    `headers` go with every request; a cluster with Ray's token authentication wants
+    `{"Authorization": "Bearer <token>"}`, which Ray also adds by itself when the environment has
+    RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token).
+    """
+
+    def __init__(self, address: str, *, poll_s: float = 5.0, headers: dict[str, str] | None = None) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        self.address = dashboard_url(address)
+        self.poll_s = poll_s
+        self.client: JobSubmissionClient = JobSubmissionClient(self.address, headers=headers)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """The job's status, or None when the cluster has no job with this id."""
+        try:
+            return self.client.get_job_status(job_id)
+        except RuntimeError as err:
+            if "does not exist" in str(err):
+                return None
+            raise
+
+    def attempts(self, job_id: str) -> list[tuple[str, JobStatus]]:
+        """The job's attempts on the cluster, oldest first: `job_id`, `job_id-try2`, ..."""
+        found: list[tuple[str, JobStatus]] = []
+        while (status := self.status(attempt_id(job_id, len(found) + 1))) is not None:
+            found.append((attempt_id(job_id, len(found) + 1), status))
+        return found
+
+    def submit(
+        self, job_id: str, entrypoint: str, runtime_env: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """Start `entrypoint` as job `job_id` unless it runs or ran already; the id to wait on.
+
+        The latest attempt pending, running or succeeded: attach to it. Failed or stopped: start
+        attempt `job_id-tryN` (a new id: Ray tears the old job's supervisor down asynchronously,
+        so reusing a deleted id races with it; the failed attempts stay visible in the dashboard).
+        kwargs go to `JobSubmissionClient.submit_job` (metadata, entrypoint_num_cpus, ...).
+        """
+        from ray.job_submission import JobStatus
+
+        attempts = self.attempts(job_id)
+        if attempts and attempts[-1][1] not in (JobStatus.FAILED, JobStatus.STOPPED):
+            log.info("Ray job %s is already %s at %s: attaching", *attempts[-1], self.address)
+            return attempts[-1][0]
+        attempt = attempt_id(job_id, len(attempts) + 1)
+        try:
+            self.client.submit_job(
+                entrypoint=entrypoint, submission_id=attempt, runtime_env=runtime_env, **kwargs
+            )
+        except RuntimeError as err:
+            if "already exists" not in str(err):
+                raise
+            log.info("Ray job %s was submitted concurrently: attaching", attempt)
+            return attempt
+        log.info("submitted Ray job %s to %s", attempt, self.address)
+        return attempt
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Poll every `poll_s` until the job ends; its result on success, RayJobError otherwise."""
+        from ray.job_submission import JobStatus
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        info = self.client.get_job_info(job_id)
+        while not info.status.is_terminal():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Ray job {job_id} still {info.status} after {timeout_s} s")
+            time.sleep(self.poll_s)
+            info = self.client.get_job_info(job_id)
+        logs = self.client.get_job_logs(job_id)
+        if info.status == JobStatus.SUCCEEDED:
+            result = result_from_logs(logs)
+            if result is None:
+                raise RayJobError(
+                    f"Ray job {job_id} succeeded but printed no {RESULT_MARKER.strip()} line; "
+                    f"last log lines:\n{logs_tail(logs)}"
+                )
+            return result
+        raise RayJobError(
+            f"Ray job {job_id} at {self.address} {info.status}: {info.message}\n"
+            f"last log lines:\n{logs_tail(logs)}"
+        )
+
+    def stop(self, job_id: str) -> bool:
+        """Ask the cluster to stop the job (SIGTERM, then SIGKILL); True if it was still running."""
+        stopped = self.client.stop_job(job_id)
+        log.info("stop requested for Ray job %s: %s", job_id, "stopping" if stopped else "not running")
+        return stopped
+
+    def run(self, job_id: str, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.wait(self.submit(job_id, entrypoint, runtime_env))
+
+
+def repo_runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
+    """Ship this checkout as the job's working_dir, so the cluster runs the code Airflow has."""
+    env: dict[str, Any] = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES}
+    if env_vars:
+        env["env_vars"] = env_vars
+    return env
+
+
+def pretrain_fingerprint(cfg: PipelineConfig, shards_fingerprint: str) -> str:
+    """The fingerprint `training.stage.pretrain_stage` commits the pretrain dataset under."""
+    from core.datasets import fingerprint
+
+    conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
+    return fingerprint(conf, {"shards": shards_fingerprint})
+
+
+def pretrain_job(params: dict[str, Any], upstream: dict[str, str]) -> tuple[PipelineConfig, str, str]:
+    """(config, job id, entrypoint) for pretraining a run's committed shards on a cluster.
+
+    Fails here, before anything is submitted, on a bad config or uncommitted shards. The profile
+    is resolved on this side and passed on, so the job cannot pick another from its environment.
+    """
+    from core.config import load_config
+    from core.datasets import require_manifest
+    from core.params import merged_config_args
+    from core.storage import open_storage
+
+    profile, overrides_json = merged_config_args(upstream, params)
+    cfg = load_config(profile, overrides_json)
+    shards = require_manifest(open_storage(cfg.storage), upstream["run_id"], "shards")
+    job_id = submission_id("pretrain", upstream["run_id"], pretrain_fingerprint(cfg, shards.fingerprint))
+    upstream = {**upstream, "profile": cfg.profile}
+    entrypoint = shlex.join(
+        [
+            "python",
+            "-m",
+            "training.submit_entry",
+            "--params",
+            json.dumps(params, sort_keys=True, default=str),
+            "--upstream",
+            json.dumps(upstream, sort_keys=True),
+        ]
+    )
+    return cfg, job_id, entrypoint

@@ -1,0 +1,90 @@
+"""Who runs the training loop: Ray Train workers (`RaySession`) or one plain process (`LocalSession`).
+
+The loop (training/loop.py) needs only a rank, a world size, a device, a way to report metrics with
+an optional checkpoint, and the checkpoint to resume from. Keeping Ray behind this small interface
+lets the same loop run in unit tests and as the no-Ray baseline of scripts/bench_train.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+STATE_FILE = "state.pt"
+
+
+class Session(Protocol):
+    """What the loop needs from whoever runs it (Ray Train, or one plain process)."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    def restore(self) -> dict[str, Any] | None: ...
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None: ...
+
+    def prepare(self, model: nn.Module) -> nn.Module: ...
+
+
+@dataclass
+class LocalSession:
+    """One process, no Ray, no process group: the baseline and the unit-test runner."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world: int = 1
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    def restore(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self.checkpoints[-1]) if self.checkpoints else None
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is not None:  # a copy, as a saved file would be: the loop goes on mutating its own
+            self.checkpoints.append(copy.deepcopy(state))
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+
+class RaySession:
+    """Ray Train worker: ranks from its context, DDP via `prepare_model`, Ray checkpoints."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def restore(self) -> dict[str, Any] | None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as d:
+            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        """Every rank must call report (it is a barrier); only rank 0 hands over a checkpoint."""
+        import ray.train
+
+        if state is None or self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
