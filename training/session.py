@@ -74,10 +74,15 @@ class RaySession:
             return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        """Every rank must call report (it is a barrier); only rank 0 hands over a checkpoint."""
+        """Only checkpoints go through Ray: `ray.train.report` is a barrier across workers that also
+        waits for the controller's next poll, so metrics-only reports would stall every worker
+        several times a checkpoint interval. Metrics reach the driver as the loop's returned
+        history and TensorBoard. Every rank calls report at a checkpoint; rank 0 hands it over."""
         import ray.train
 
-        if state is None or self.rank != 0:
+        if state is None:
+            return
+        if self.rank != 0:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
