@@ -83,3 +83,23 @@ def test_prefix_tuning_trains_only_the_prefix(shards: str, tmp_path: Path) -> No
     for key, value in base.items():  # the frozen base is bit-identical after training
         assert torch.equal(state[f"base.{key}"], value), key
     assert any(k.startswith("mlp.") for k in state) and "prefix" in state
+
+
+def test_the_loop_flushes_denormals_on_cpu(shards: str) -> None:
+    """AdamW's tiny second moments turn denormal and slow x86 arithmetic (training/loop.py): the
+    loop sets flush-to-zero on the thread that trains (a fresh thread here, as in Ray Train V2)."""
+    import threading
+
+    denormal = 1e-39  # below float32's smallest normal, 1.18e-38
+    seen: dict[str, float] = {}
+
+    def train_then_probe() -> None:
+        torch.set_flush_denormal(False)  # threads inherit the FP mode: earlier tests set it here
+        seen["before"] = (torch.full((8,), denormal) * 1.0).sum().item()
+        run_training(_cfg(steps=2, log_every=1, checkpoint_every=2), shards, LocalSession())
+        seen["after"] = (torch.full((8,), denormal) * 1.0).sum().item()
+
+    thread = threading.Thread(target=train_then_probe)
+    thread.start()
+    thread.join()
+    assert seen["before"] > 0.0 and seen["after"] == 0.0, seen
