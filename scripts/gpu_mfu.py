@@ -17,7 +17,7 @@ position table (a lookup).
 Attention kernels: each batch size runs once with FlashAttention-2 (SDPA's default choice) and once
 with cuDNN's fused attention (`SDPBackend.CUDNN_ATTENTION`), which NVIDIA tunes for Hopper; a kernel
 the device or torch build refuses is reported as an error row and the others still run. At
-sequence 1024 attention is 13% of GPT-2 small's FLOPs (12·L·H·Q·T = 113M of 859M per token) but runs
+sequence 1024 attention is 13% of GPT-2 small's FLOPs (12·L·H·Q·T = 113M of 855M per token) but runs
 at a lower utilisation than the matmuls, so its kernel moves MFU by points. The last line names
 the best configuration. Only torch is needed (the GPU image has no Ray or pydantic), so this
 imports nothing of the project that pulls them in.
