@@ -26,6 +26,7 @@ from training.parallel import (
     load_full_state_dict,
     load_optimizer_state,
     optimizer_state,
+    shard,
     unwrap,
     wrap_model,
 )
@@ -79,6 +80,33 @@ def fsdp_worker(config: dict[str, Any]) -> dict[str, Any]:
         "tied": model.lm_head.weight is model.wte.weight,
         "next_loss": next_loss,
         "restored": restored,
+    }
+
+
+def fsdp_bf16_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """FSDP2 with the bf16 mixed-precision policy the GPU path uses, here over gloo on CPU (the
+    policy itself is device-independent): what the forward computes in, what the optimizer keeps."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(0)
+    model = shard(GPT(CFG), device, bf16=True)
+    seen: list[tuple[str, str]] = []
+    model.h[0].attn.c_attn.register_forward_hook(
+        lambda mod, args, out: seen.append((str(mod.weight.dtype), str(out.dtype)))
+    )
+    optimizer = build_optimizer(model, LR, WEIGHT_DECAY)
+    x, y = (t.chunk(world)[rank] for t in fixed_batch())
+    losses = [mean_across_ranks(train_step(model, optimizer, x, y, CLIP), device) for _ in range(FSDP_STEPS)]
+    return {
+        "losses": losses,
+        "forward_dtypes": sorted(set(seen)),
+        "param_dtypes": sorted({str(p.dtype) for p in model.parameters()}),
+        "grad_dtypes": sorted({str(p.grad.dtype) for p in model.parameters() if p.grad is not None}),
+        "exp_avg_dtypes": sorted({str(s["exp_avg"].dtype) for s in optimizer.state.values()}),
+        "tied": model.lm_head.weight is model.wte.weight,
+        "policies": sorted(  # every FSDP unit's policy, as FSDP holds it (no public getter)
+            {str(unit._get_fsdp_state()._fsdp_param_group.mp_policy) for unit in [*model.h, model]}
+        ),
     }
 
 
@@ -186,6 +214,24 @@ def test_fsdp_matches_one_process_and_checkpoints_across_strategies(tmp_path: Pa
     assert out["restored"]["fsdp"]["wrapper"] == "FSDPGPT"  # fully_shard's subclass of GPT
     assert out["restored"]["ddp"]["wrapper"] == "DistributedDataParallel"
     assert out["restored"]["ddp"]["unwraps_to_gpt"] and out["restored"]["fsdp"]["unwraps_to_gpt"]
+
+
+@pytest.mark.timeout(120)
+def test_fsdp_bf16_policy_computes_in_bf16_and_keeps_fp32_masters(tmp_path: Path, local_ray: None) -> None:
+    out = run_on_workers(fsdp_bf16_worker, tmp_path)
+    assert out["forward_dtypes"] == [("torch.bfloat16", "torch.bfloat16")]  # all-gathered as bf16
+    assert out["param_dtypes"] == ["torch.float32"]  # the sharded masters the optimizer updates
+    assert out["grad_dtypes"] == ["torch.float32"]  # the shards' gradients, reduced in fp32:
+    assert out["policies"] == [
+        "MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,"
+        " output_dtype=None, cast_forward_inputs=True)"
+    ]
+    assert out["exp_avg_dtypes"] == ["torch.float32"]
+    assert out["tied"]
+    _, _, ref_losses = reference(FSDP_STEPS)
+    # The same algorithm at bf16 resolution (8 mantissa bits: 0.016 apart near a loss of 4).
+    assert out["losses"] == pytest.approx(ref_losses, abs=0.1)
+    assert out["losses"][-1] < out["losses"][0] - 0.3
 
 
 @pytest.mark.timeout(120)
