@@ -161,6 +161,31 @@ def pipeline_worker(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pipeline_bf16_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """1F1B under bf16 autocast, as the loop runs a pipeline on GPU (CPU autocast here): the matmuls
+    run in bf16 while the residual stream the stages send each other stays fp32 (the residual add
+    promotes), and the P2P buffers must be allocated in the dtypes actually sent."""
+    torch.manual_seed(0)
+    trainer = PipelineTrainer(GPT(CFG), "1F1B", 4, ray.train.torch.get_device())
+    optimizer = build_optimizer(trainer.module, LR, WEIGHT_DECAY)
+    seen: set[tuple[str, str]] = set()
+    last_block = list(trainer.module.h.values())[-1]
+    last_block.register_forward_hook(lambda mod, args, out: seen.add(("block", str(out.dtype))))
+    last_block.mlp.c_fc.register_forward_hook(lambda mod, args, out: seen.add(("matmul", str(out.dtype))))
+    x, y = fixed_batch()
+    losses = []
+    for _ in range(PIPE_STEPS):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(trainer.train_step(x, y, optimizer, CLIP))
+    dtypes: list[list[tuple[str, str]]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(dtypes, sorted(seen))
+    return {
+        "losses": losses,
+        "dtypes": dtypes,
+        "param_dtypes": sorted({str(p.dtype) for p in trainer.module.parameters()}),
+    }
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     owned = ensure_ray(RayConfig(num_workers=2))
@@ -255,6 +280,17 @@ def test_pipeline_equals_unsplit_model(schedule: str, tmp_path: Path, local_ray:
     # Weights and per-stage optimizer state restore into a fresh pipeline, which then trains alike.
     assert out["restored_loss"] == out["next_loss"] == pytest.approx(out["eval_loss"], rel=1e-6)
     assert out["after_restore"][0] == out["after_restore"][1]
+
+
+@pytest.mark.timeout(120)
+def test_pipeline_trains_under_bf16_autocast(tmp_path: Path, local_ray: None) -> None:
+    out = run_on_workers(pipeline_bf16_worker, tmp_path)
+    per_stage = [("block", "torch.float32"), ("matmul", "torch.bfloat16")]
+    assert out["dtypes"] == [per_stage, per_stage]
+    assert out["param_dtypes"] == ["torch.float32"]
+    _, _, ref_losses = reference(PIPE_STEPS)
+    assert out["losses"] == pytest.approx(ref_losses, abs=0.15)  # fp32's curve at bf16 resolution
+    assert out["losses"][-1] < 0.5 * out["losses"][0]
 
 
 def test_split_blocks_even_and_contiguous() -> None:
