@@ -64,7 +64,7 @@ class RayConfig(_Strict):
 
 
 class CrawlConfig(_Strict):
-    """Crawler politeness, limits and scope (rules and their sources: jobs/fetch.py, jobs/optout.py).
+    """Crawler politeness, limits and scope (rules and their sources: jobs/crawl/fetch.py, jobs/crawl/optout.py).
 
     Politeness: one connection per host, `delay_s` after each response, raised to robots.txt's
     `Crawl-delay` (RFC 9309 section 2.2.4 lets crawlers read it); hosts asking for more than
@@ -117,7 +117,7 @@ SocialField = Literal["id", "text", "author", "created_at", "thread", "reply_to"
 
 
 class SourcesConfig(_Strict):
-    """Local sources ingested next to the crawl (jobs/connectors/); an empty path means none.
+    """Local sources ingested next to the crawl (jobs/readers/connectors/); an empty path means none.
 
     `include` picks the kinds to ingest among those configured. `social_fields` names the column
     (or dotted JSON path) of a post field when the dump's names are not among the connector's
@@ -168,12 +168,12 @@ class QualityConfig(_Strict):
 
 
 class MinHashConfig(_Strict):
-    """MinHash LSH near-dedup (jobs/minhash.py). Defaults follow FineWeb (Penedo et al. 2024, section
+    """MinHash LSH near-dedup (jobs/dedup/minhash.py). Defaults follow FineWeb (Penedo et al. 2024, section
     3.3 and datatrove's `MinhashConfig`): word 5-grams, 112 permutations, and text normalised as
     datatrove's `simplify_text` does (lowercase, punctuation removed, whitespace collapsed).
 
     `bands`/`rows` None: derived from `threshold` so the LSH hit probability there is at least
-    `min_hit_probability` (jobs/minhash.py `choose_bands_rows`; FineWeb's fixed 14x8 gives 0.92 at
+    `min_hit_probability` (jobs/dedup/minhash.py `choose_bands_rows`; FineWeb's fixed 14x8 gives 0.92 at
     J=0.8). Candidates are verified by exact Jaccard on shingle sets (`exact`) or by the share of
     equal signature slots (`estimate`, Broder 1997). A band bucket with more than `max_bucket_size`
     documents is emitted as a star around its smallest id instead of all pairs: the same connected
@@ -207,8 +207,8 @@ DocumentSource = Literal["web", "book", "code", "paper", "social", "synthetic"] 
 
 
 class DedupConfig(_Strict):
-    """Exact dedup (jobs/dedup_exact.py) and the optional C4-style removal of repeated lines
-    (jobs/line_dedup.py): a line whose normalised text occurs more than once across the open
+    """Exact dedup (jobs/dedup/exact.py) and the optional C4-style removal of repeated lines
+    (jobs/dedup/lines.py): a line whose normalised text occurs more than once across the open
     documents is kept only at its first (document id, line number), as C4 keeps one copy (Raffel
     et al. 2020, section 2.2; tfds `c4_utils.remove_duplicate_text`). C4 and CCNet (Wenzek et al.
     2020, section 3.1, repeated paragraphs) apply it to web text, so `line_sources` defaults to web

@@ -14,7 +14,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
-from core.assets import TOKEN_SHARDS
+from orchestration.assets import TOKEN_SHARDS
 
 REPO = Path(__file__).resolve().parent.parent
 SPARK_STAGES = {
@@ -86,7 +86,7 @@ def curation() -> None:
     @task
     def prepare(params: dict | None = None, run_id: str | None = None) -> dict:
         """Validate the whole config now, so bad params fail before any Spark job."""
-        from core.params import prepare_run
+        from orchestration.params import prepare_run
 
         return prepare_run(params or {}, run_id or "manual")
 
@@ -95,7 +95,7 @@ def curation() -> None:
     for stage in SPARK_STAGES:
         tasks[stage] = SparkSubmitOperator(
             task_id=stage,
-            application=str(REPO / "jobs" / "spark_main.py"),
+            application=str(REPO / "jobs" / "spark" / "main.py"),
             conn_id="spark_default",
             name=f"lmforge-{stage}",
             application_args=[
@@ -124,7 +124,7 @@ def curation() -> None:
     @task(outlets=[TOKEN_SHARDS])
     def publish(run: dict, outlet_events=None) -> dict:
         """Announce the committed shards to the pretraining DAG (the event carries the run id)."""
-        from core.params import publish_shards
+        from orchestration.params import publish_shards
 
         info = publish_shards(run)
         outlet_events[TOKEN_SHARDS].extra = info

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from core.assets import TOKEN_SHARDS
-from core.params import config_choices
-from training.pretrain_operator import PretrainOperator
+from orchestration.assets import TOKEN_SHARDS
+from orchestration.params import config_choices
+from orchestration.pretrain_operator import PretrainOperator
 
 
 def choice(field: str, description: str) -> Param:
@@ -65,7 +65,7 @@ def choice(field: str, description: str) -> Param:
 def pretrain() -> None:
     @task
     def report(trained: dict) -> str:
-        from core.report import write_summary
+        from jobs.report import write_summary
 
         return write_summary(trained["run_id"], trained["profile"], trained["overrides_json"])
 

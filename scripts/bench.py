@@ -18,11 +18,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from core.config import REPO_ROOT, load_config
-from jobs.demo_corpus import build_demo_corpus
-from jobs.local_site import serve_directory
-from jobs.runner import run_stage
-from jobs.spark_session import get_spark
-from jobs.stages import STAGES
+from demo.corpus import build_demo_corpus
+from demo.site import serve_directory
+from jobs.spark.runner import run_stage
+from jobs.spark.session import get_spark
+from jobs.spark.stages import STAGES
 
 
 def input_size(root: Path, stage: str) -> tuple[int, int]:
@@ -76,7 +76,7 @@ def one_run(corpus: Path, base_url: str, spark: Any, train_steps: int) -> dict[s
 def bench_extractors(root: Path) -> dict[str, dict[str, float]]:
     """Each extractor alone (no Spark) over the crawled HTML: title, links, language included."""
     from core.config import ExtractConfig
-    from jobs.extract import extract_row_with
+    from jobs.extract.html import extract_row_with
 
     rows = [
         {**r, "annotations": dict(r["annotations"] or [])}

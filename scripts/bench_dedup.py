@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import MinHashConfig
-from jobs.dedup_eval import RATES, edit, make_corpus, real_texts, score, true_jaccards
+from jobs.dedup.evaluate import RATES, edit, make_corpus, real_texts, score, true_jaccards
 
 
 def stdlib_corpus(limit_mb: float) -> list[tuple[str, str]]:
@@ -51,8 +51,8 @@ def stdlib_corpus(limit_mb: float) -> list[tuple[str, str]]:
 def phases(spark: Any, docs: list[tuple[str, str]], cfg: MinHashConfig) -> dict[str, float]:
     from pyspark.sql import functions as F
 
-    from jobs.components import connected_components_with_rounds
-    from jobs.minhash_spark import near_duplicate_edges
+    from jobs.spark.components import connected_components_with_rounds
+    from jobs.spark.minhash import near_duplicate_edges
 
     df = spark.createDataFrame(docs, "id string, text string").repartition(8).cache()
     df.count()
@@ -84,7 +84,7 @@ def phases(spark: Any, docs: list[tuple[str, str]], cfg: MinHashConfig) -> dict[
 def run(runs: int = 3, limit_mb: float = 20.0, peers: bool = True) -> str:
     """Ours at local[1] and local[2] (one discarded warm-up run each: JVM JIT, Python workers),
     then datatrove and text-dedup on the same documents, one core each, and our ratio to them."""
-    from jobs.spark_session import get_spark
+    from jobs.spark.session import get_spark
 
     cfg = MinHashConfig()
     docs = stdlib_corpus(limit_mb)
@@ -140,8 +140,8 @@ def peer_lines(docs: list[tuple[str, str]], runs: int, removed: list[str], ours_
 
 
 def quality_line(cfg: MinHashConfig) -> str:
-    from jobs.minhash_spark import near_duplicate_edges
-    from jobs.spark_session import get_spark
+    from jobs.spark.minhash import near_duplicate_edges
+    from jobs.spark.session import get_spark
 
     docs = make_corpus(real_texts(60), RATES, seed=1)
     truth = true_jaccards(docs, cfg, floor=0.5)

@@ -9,7 +9,7 @@ dependencies (numpy 2, datasets, spaCy, pyspark, ...) never touch the project's 
 Each peer runs its whole pipeline (its JSONL read, signatures, LSH buckets, clustering, filter, its
 output write) in a child process pinned to one core with thread pools capped at one, and times it
 inside the child (interpreter start-up and imports excluded), so MB/s is per core. Removals are
-judged by exact Jaccard on our own shingles (jobs/minhash.py), one scale for both tokenisers.
+judged by exact Jaccard on our own shingles (jobs/dedup/minhash.py), one scale for both tokenisers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from core.config import MinHashConfig
-from jobs import minhash
+from jobs.dedup import minhash
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_VENV = ROOT / ".bench" / "peers-venv"
@@ -188,7 +188,7 @@ def precision_of_removed(
     cfg: MinHashConfig | None = None,
 ) -> dict[str, Any]:
     """How many removals were right: a removed document is correct when some other document has
-    exact Jaccard >= `threshold` with it on our shingles (`jobs.minhash.shingles`, the same value as
+    exact Jaccard >= `threshold` with it on our shingles (`jobs.dedup.minhash.shingles`, the same value as
     `minhash.jaccard`). `precision_vs_kept` asks more: the match must be a document that was kept,
     so the content survives. Two documents with no shingles at all (empty after normalisation) are
     identical, so they count as Jaccard 1 here, where `minhash.jaccard` says 0.

@@ -4,7 +4,7 @@ Why: the issue asks that near-dedup runs on 1 GB on this machine (2 cores, 24 GB
 out of memory. The corpus is every text file of the standard library and of the project's own
 virtual environment (Python sources, docs; real code and prose, about 0.35 GB), then edited
 copies of them (1-5% word insertions, deletions or substitutions, or added boilerplate, as in
-jobs/dedup_eval.py) until the target size is reached, so that clusters of 3-4 near-copies are
+jobs/dedup/evaluate.py) until the target size is reached, so that clusters of 3-4 near-copies are
 common, as in web crawls. Documents are streamed into Parquet in the pipeline's document schema
 and committed as a `quality` dataset; then the stage runs exactly as in the pipeline, with the
 Spark driver memory the config gives (`spark.driver_memory`). Peak memory is the largest summed
@@ -32,7 +32,7 @@ from core.config import load_config
 from core.datasets import commit
 from core.schema import DOCUMENT_SCHEMA, make_document
 from core.storage import open_storage
-from jobs.dedup_eval import EDITS, edit
+from jobs.dedup.evaluate import EDITS, edit
 
 SUFFIXES = (".py", ".pyi", ".md", ".rst", ".txt")
 _ROWS_PER_GROUP = 2_000
@@ -133,7 +133,7 @@ class PeakMemory:
 
 
 def run(gb: float, root: Path, cores: int) -> dict:
-    from jobs.runner import run_stage
+    from jobs.spark.runner import run_stage
 
     run_id = f"scale-{gb:g}gb"
     overrides = {

@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from core.airflow_env import airflow_environ
+from orchestration.airflow_env import airflow_environ
 from core.config import REPO_ROOT, load_config
-from core.report import render_summary
+from jobs.report import render_summary
 from core.storage import open_storage
-from jobs.demo_corpus import build_demo_corpus
-from jobs.demo_sources import build_registry_sources
-from jobs.local_site import serve_directory
+from demo.corpus import build_demo_corpus
+from demo.sources import build_registry_sources
+from demo.site import serve_directory
 
 DEMO_PORT = 8765  # fixed, so a rerun has the same seeds and skips committed stages
 # Real Common Crawl data beside the project, when this machine has it (never required).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.airflow_env import airflow_environ
+from orchestration.airflow_env import airflow_environ
 from core.config import StorageConfig, load_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -28,7 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def spark():  # type: ignore[no-untyped-def]
-    from jobs.spark_session import get_spark
+    from jobs.spark.session import get_spark
 
     session = get_spark("lmforge-tests", "local[2]", shuffle_partitions=2)
     yield session
@@ -44,7 +44,7 @@ def airflow_db() -> None:
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jobs.demo_corpus import build_demo_corpus
+    from demo.corpus import build_demo_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     build_demo_corpus(root, max_pages=25, max_books=6, max_code_files=30)
@@ -53,7 +53,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def site(small_corpus: Path) -> Iterator[object]:
-    from jobs.local_site import serve_directory
+    from demo.site import serve_directory
 
     with serve_directory(small_corpus / "site") as served:
         yield served

@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
-from jobs.local_site import serving
+from demo.site import serving
 
 HUGE_BYTES = 300_000
 SLOW_S = 3.0

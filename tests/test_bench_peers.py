@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import MinHashConfig
-from jobs import minhash
+from jobs.dedup import minhash
 from scripts.bench_dedup_peers import precision_of_removed, table, write_jsonl
 
 # letters only: normalisation maps digits to 0, so "w1", "w2" would all be one word

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from jobs.components import (
+from jobs.spark.components import (
     connected_components,
     connected_components_with_rounds,
     star_violations,

@@ -17,12 +17,12 @@ import pytest
 
 from core.config import load_config
 from core.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
-from jobs.connectors.books import iter_books, strip_gutenberg
-from jobs.connectors.code import detect_license, iter_code
-from jobs.connectors.papers import PUBLIC_DOMAIN, iter_papers, open_license_id
-from jobs.connectors.social import iter_social, mentions, parse_time
-from jobs.connectors.synthetic import iter_synthetic, verify_exercise
-from jobs.ingest import iter_sources
+from jobs.readers.connectors.books import iter_books, strip_gutenberg
+from jobs.readers.connectors.code import detect_license, iter_code
+from jobs.readers.connectors.papers import PUBLIC_DOMAIN, iter_papers, open_license_id
+from jobs.readers.connectors.social import iter_social, mentions, parse_time
+from jobs.readers.connectors.synthetic import iter_synthetic, verify_exercise
+from jobs.readers.local import iter_sources
 from tests.conftest import SHARED_DATA
 
 
@@ -679,7 +679,7 @@ def test_iter_sources_every_kind_and_include_filter(tmp_path: Path) -> None:
 
 
 def test_run_ingest_writes_documents_and_rejects(tmp_path: Path) -> None:
-    from jobs.stages import StageContext, run_ingest
+    from jobs.spark.stages import StageContext, run_ingest
 
     cfg = load_config(overrides={"sources": _sources(tmp_path)})
     out = tmp_path / "out"

@@ -21,7 +21,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from core.config import ConfigError, CrawlConfig, load_config
-from jobs.crawl import Scope, crawl, crawl_host
+from jobs.crawl.crawler import Scope, crawl, crawl_host
 from tests.hostile_web import CP1252_TEXT, LATIN1_TEXT, HostileWeb, serve_hostile_web
 
 DELAY_S = 0.2

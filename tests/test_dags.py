@@ -117,7 +117,7 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
 
 
 def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # type: ignore[no-untyped-def]
-    from training.pretrain_operator import PretrainOperator
+    from orchestration.pretrain_operator import PretrainOperator
 
     dag = dagbag.get_dag("pretrain")
     assert isinstance(dag.task_dict["train"], PretrainOperator)
@@ -136,7 +136,7 @@ def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # typ
 
 def test_pretrain_params_map_to_config_fields() -> None:
     from core.config import load_config
-    from core.params import params_to_overrides
+    from orchestration.params import params_to_overrides
 
     params = {
         "objective": "span",

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from core.config import MinHashConfig
-from jobs.components import union_find
-from jobs.dedup_eval import RATES, make_corpus, real_texts, score, true_jaccards
+from jobs.spark.components import union_find
+from jobs.dedup.evaluate import RATES, make_corpus, real_texts, score, true_jaccards
 
 
 @pytest.fixture(scope="module")
 def evaluation(spark):  # type: ignore[no-untyped-def]
     from pyspark.sql import functions as F
 
-    from jobs.minhash_spark import near_duplicate_edges
+    from jobs.spark.minhash import near_duplicate_edges
 
     cfg = MinHashConfig()
     docs = make_corpus(real_texts(30), RATES, seed=0)
@@ -42,7 +42,7 @@ def test_verified_edges_are_above_threshold(evaluation) -> None:  # type: ignore
 
 
 def test_clusters_equal_union_find_of_the_edges(evaluation, spark) -> None:  # type: ignore[no-untyped-def]
-    from jobs.components import connected_components
+    from jobs.spark.components import connected_components
 
     _, _, _, found, _, _ = evaluation
     edges = spark.createDataFrame(sorted(found), "src string, dst string")

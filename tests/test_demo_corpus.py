@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from jobs.demo_corpus import BUILT, MIN_BOOK_WORDS, ROBOTS_TXT, SECRET_PAGE, build_demo_corpus
-from jobs.local_site import serve_directory
+from demo.corpus import BUILT, MIN_BOOK_WORDS, ROBOTS_TXT, SECRET_PAGE, build_demo_corpus
+from demo.site import serve_directory
 
 SMALL = {"max_pages": 20, "max_books": 5, "max_code_files": 20}
 

@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from jobs.demo_sources import reddit_posts, write_papers, write_social
+from demo.sources import reddit_posts, write_papers, write_social
 
 
 def _sdist(path: Path, files: dict[str, bytes]) -> Path:

@@ -12,9 +12,9 @@ import pytest
 
 from core.config import ConfigError, ExtractConfig, load_config
 from core.schema import documents_table, make_document
-from jobs.arrow_map import split_rows
-from jobs.charset import codec_name, decode_html, meta_charset
-from jobs.extract import detect_language, extract_row, extract_row_with, html_to_text, outgoing_links
+from jobs.spark.arrow_map import split_rows
+from jobs.web.charset import codec_name, decode_html, meta_charset
+from jobs.extract.html import detect_language, extract_row, extract_row_with, html_to_text, outgoing_links
 
 EXTRACTORS = ["trafilatura", "resiliparse"]
 PAGE_URL = "http://docs.local/json.html"

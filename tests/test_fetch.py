@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core.config import CrawlConfig
-from jobs.fetch import (
+from jobs.crawl.fetch import (
     BlockedAddress,
     HostClient,
     canonical_url,
@@ -24,7 +24,7 @@ from jobs.fetch import (
     parse_retry_after,
     sniff_content_type,
 )
-from jobs.optout import (
+from jobs.crawl.optout import (
     RobotsRules,
     optout_decision,
     page_signals,

@@ -1,4 +1,4 @@
-"""The historical entry points `jobs.ingest.iter_books` / `iter_code` on awkward files: wrong
+"""The historical entry points `jobs.readers.local.iter_books` / `iter_code` on awkward files: wrong
 encodings, binary, empty, caches. The connectors' own rules are in test_connectors.py."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobs.ingest import iter_books, iter_code
+from jobs.readers.local import iter_books, iter_code
 
 
 def test_books_encodings_binary_and_empty(tmp_path: Path) -> None:

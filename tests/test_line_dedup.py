@@ -13,9 +13,9 @@ import pytest
 
 from core.config import ConfigError, DocumentSource, load_config
 from core.schema import DOCUMENT_SCHEMA, SOURCE_TYPES, document_id, make_document
-from jobs.line_dedup import ANNOTATION, line_key
-from jobs.runner import stage_fingerprint
-from jobs.stages import StageContext, run_dedup
+from jobs.dedup.lines import ANNOTATION, line_key
+from jobs.spark.runner import stage_fingerprint
+from jobs.spark.stages import StageContext, run_dedup
 
 NEWS = "Subscribe to our newsletter for weekly updates."  # 47 chars: takes part
 OWN = "Nothing here is shared with any other document at all."

@@ -14,8 +14,8 @@ import pytest
 from datasketch import MinHash
 
 from core.config import ConfigError, MinHashConfig, load_config
-from jobs import minhash
-from jobs.minhash_spark import candidate_pairs, near_duplicate_edges, verified_pairs
+from jobs.dedup import minhash
+from jobs.spark.minhash import candidate_pairs, near_duplicate_edges, verified_pairs
 
 LICENSES = Path("/usr/share/common-licenses")
 CFG = MinHashConfig()
@@ -73,7 +73,7 @@ def test_signatures_span_chunks() -> None:
 
 def test_signatures_deterministic_across_processes() -> None:
     code = (
-        "from core.config import MinHashConfig; from jobs import minhash; "
+        "from core.config import MinHashConfig; from jobs.dedup import minhash; "
         "s = minhash.shingles(open('/usr/share/common-licenses/BSD').read(), MinHashConfig()); "
         "print(minhash.signatures([s], MinHashConfig())[0].tolist())"
     )

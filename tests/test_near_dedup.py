@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.schema import DOCUMENT_SCHEMA, make_document
-from jobs.near_dedup import license_rank, mark_near_duplicates
+from jobs.dedup.near import license_rank, mark_near_duplicates
 
 
 @pytest.mark.parametrize(

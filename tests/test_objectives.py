@@ -26,7 +26,7 @@ from training.objectives import (
     t5_lengths,
 )
 
-# Token ids laid out as jobs/tokenizer_train.py does: eos, pad, mask, then 32 sentinels.
+# Token ids laid out as jobs/tokens/tokenizer.py does: eos, pad, mask, then 32 sentinels.
 EOS, PAD, MASK = 0, 1, 2
 SENTINELS = list(range(3, 35))
 VOCAB = 96  # ids 35..95 are ordinary tokens

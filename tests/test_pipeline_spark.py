@@ -17,9 +17,9 @@ from core.config import REPO_ROOT, load_config
 from core.datasets import read_manifest
 from core.schema import DOCUMENT_SCHEMA, make_document
 from core.storage import open_storage
-from jobs import dedup_exact
-from jobs.arrow_map import map_rows
-from jobs.runner import run_stage
+from jobs.dedup import exact as dedup_exact
+from jobs.spark.arrow_map import map_rows
+from jobs.spark.runner import run_stage
 
 STAGES = ["crawl", "ingest", "warc", "extract", "dedup", "quality", "near_dedup", "tokenizer", "shards"]
 
@@ -143,7 +143,7 @@ def test_missing_java_is_one_clear_message(tmp_path: Path, small_corpus: Path) -
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO_ROOT / "jobs/spark_main.py"),
+            str(REPO_ROOT / "jobs/spark/main.py"),
             "ingest",
             "--run-id",
             "nojava",

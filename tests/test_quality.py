@@ -6,7 +6,7 @@ import pytest
 
 from core.config import QualityConfig
 from core.schema import make_document
-from jobs.quality import assess
+from jobs.filters.quality import assess
 
 PROSE = ("The quick brown fox jumps over the lazy dog while the farmer watches from the porch. " * 6).strip()
 

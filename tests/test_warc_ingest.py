@@ -14,8 +14,8 @@ from warcio.warcwriter import WARCWriter
 
 from core.config import ExtractConfig
 from core.schema import document_id, documents_table
-from jobs.extract import extract_row
-from jobs.warc_ingest import BadRecord, WarcStats, iter_warc
+from jobs.extract.html import extract_row
+from jobs.readers.warc import BadRecord, WarcStats, iter_warc
 from tests.conftest import SHARED_DATA
 
 WARC_DIR = SHARED_DATA / "warc"

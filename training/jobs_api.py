@@ -196,7 +196,7 @@ def pretrain_job(params: dict[str, Any], upstream: dict[str, str]) -> tuple[Pipe
     """
     from core.config import load_config
     from core.datasets import require_manifest
-    from core.params import merged_config_args
+    from orchestration.params import merged_config_args
     from core.storage import open_storage
 
     profile, overrides_json = merged_config_args(upstream, params)

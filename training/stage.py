@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.datasets import commit, read_manifest, require_manifest, stage_prefix
-from core.params import merged_config_args
+from orchestration.params import merged_config_args
 from core.storage import open_storage
 from training.jobs_api import pretrain_fingerprint
 

@@ -1,0 +1,1 @@
+"""The polite crawler: HTTP fetching, robots.txt and AI opt-outs, the frontier, WARC writing."""

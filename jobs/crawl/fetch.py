@@ -1,0 +1,378 @@
+"""HTTP for the crawler: one guarded, timed, size-capped GET at a time per host, with retries.
+
+Plain Python, engine-agnostic: `HostClient` owns the politeness clock of one host, every request
+(robots.txt, retries, redirect hops) goes through it, and every exchange it makes is kept for
+the WARC writer. The crawl job decides what to request; this module only talks HTTP.
+"""
+
+from __future__ import annotations
+
+import codecs
+import http.client
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+
+from core.config import CrawlConfig
+
+# Click and campaign identifiers that never change the page (w3lib `url_query_cleaner` practice).
+_TRACKING = re.compile(
+    r"^(utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid|mc_cid|mc_eid|_hsenc|_hsmi)$", re.I
+)
+_HEX = re.compile(r"%[0-9a-fA-F]{2}")
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.I)
+_META_CHARSET = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([\w.:-]+)""", re.I)
+# Encoding Standard (WHATWG), "names and labels": browsers decode these labels as windows-1252.
+_WHATWG = {"iso8859-1": "cp1252", "ascii": "cp1252"}
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# MIME Sniffing Standard (WHATWG) section 7.1: tags that mark an unlabeled body as HTML.
+_HTML_START = re.compile(
+    rb"^\s*<(!doctype html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p|!--)[\s>]",
+    re.I,
+)
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+
+
+class BlockedAddress(Exception):
+    """The target resolves to an address the crawl may not reach (the reason is the message)."""
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per page, so variants are fetched once.
+
+    Lower-case scheme and host, no default port or fragment, '/' for an empty path, upper-case
+    percent-escapes (RFC 3986 section 6.2.2); tracking parameters removed and the rest sorted.
+    """
+    parts = urlsplit(urldefrag(url.strip())[0])
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    if ":" in host:
+        netloc = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
+    params = sorted(p for p in parts.query.split("&") if p and not _TRACKING.match(p.split("=", 1)[0]))
+    path = _HEX.sub(lambda m: m.group(0).upper(), parts.path or "/")
+    return urlunsplit((scheme, netloc, path, "&".join(params), ""))
+
+
+def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
+    """Anything not globally routable (private, loopback, link-local and metadata, CGNAT, reserved)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return not allow_loopback
+    return not ip.is_global or ip.is_multicast
+
+
+def resolve_checked(url: str, allow_loopback: bool) -> str:
+    """The address to connect to, after DNS; refuses the URL if any address is blocked.
+
+    Connecting to this exact address (not resolving again) closes the DNS-rebinding gap.
+    """
+    parts = urlsplit(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname or "", parts.port or 80, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise BlockedAddress(f"dns_error:{getattr(err, 'strerror', err)}") from None
+    ips = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for ip in ips:
+        if _blocked(ip, allow_loopback):
+            raise BlockedAddress(f"ssrf_blocked:{ip}")
+    return str(ips[0])
+
+
+def check_address(url: str, allow_loopback: bool) -> None:
+    resolve_checked(url, allow_loopback)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait: `delay-seconds` or an HTTP-date (RFC 9110 section 10.2.3); None if invalid.
+
+    All three date formats of RFC 9110 section 5.6.7 are accepted; a past date means 0.
+    """
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # asctime dates carry no zone; HTTP-dates are GMT
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def sniff_content_type(body: bytes) -> str:
+    """Type of an unlabeled body (MIME Sniffing Standard, section 7.1, reduced to HTML/text/binary)."""
+    if _HTML_START.match(body[:512]):
+        return "text/html"
+    return "application/octet-stream" if _BINARY.search(body[:512]) else "text/plain"
+
+
+@dataclass
+class Exchange:
+    """One GET and what came back; `status` 0 means no response (see `error`)."""
+
+    url: str
+    started: datetime
+    ip: str = ""
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    http_version: str = "HTTP/1.1"
+    status: int = 0
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    truncated: str | None = None  # WARC-Truncated value: length, time or unspecified (not read)
+    error: str | None = None
+    detail: str | None = None
+    duration_ms: int = 0
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    @property
+    def mime(self) -> str | None:
+        value = (self.header("content-type") or "").split(";")[0].strip().lower()
+        return value or None
+
+    @property
+    def charset(self) -> str | None:
+        m = _CHARSET.search(self.header("content-type") or "")
+        return m.group(1) if m else None
+
+
+def _fail(ex: Exchange, error: str, detail: str | None = None) -> Exchange:
+    ex.error, ex.detail = error, detail
+    return ex
+
+
+def http_get(url: str, cfg: CrawlConfig, read_types: tuple[str, ...] | None = None) -> Exchange:
+    """One GET, no redirects followed: SSRF guard, pinned address, total deadline, byte cap.
+
+    The body is read only when its declared type is in `read_types` (None: any), or is missing
+    (then sniffed by the caller); `timeout_s` bounds connect, headers and body together.
+    """
+    ex = Exchange(url, datetime.now(UTC))
+    start = time.monotonic()
+    try:
+        ex.ip = resolve_checked(url, cfg.allow_loopback)
+    except BlockedAddress as err:
+        return _fail(ex, *str(err).split(":", 1))
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "", parts.port, timeout=cfg.timeout_s)
+    conn._create_connection = lambda addr, timeout, src: socket.create_connection(  # type: ignore[attr-defined]
+        (ex.ip, addr[1]), timeout, src
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    ex.request_headers = [
+        ("Host", parts.netloc),
+        ("User-Agent", cfg.user_agent),
+        ("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1"),
+        ("Accept-Encoding", "identity"),  # the stored payload is then exactly what was sent
+        ("Connection", "close"),
+    ]
+    try:
+        _exchange(conn, target, ex, cfg, start + cfg.timeout_s, read_types)
+    except TimeoutError:
+        _fail(ex, "timeout", f"{cfg.timeout_s:g}s")
+        ex.truncated = "time" if ex.status else None
+    except ConnectionRefusedError:
+        _fail(ex, "connection_refused")
+    except ssl.SSLError as err:
+        _fail(ex, "tls_error", type(err).__name__)
+    except http.client.HTTPException as err:
+        _fail(ex, "protocol_error", type(err).__name__)
+    except OSError as err:
+        _fail(ex, "network_error", type(err).__name__)
+    finally:
+        conn.close()
+        ex.duration_ms = int((time.monotonic() - start) * 1000)
+    return ex
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    target: str,
+    ex: Exchange,
+    cfg: CrawlConfig,
+    deadline: float,
+    read_types: tuple[str, ...] | None,
+) -> None:
+    conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+    for name, value in ex.request_headers:
+        conn.putheader(name, value)
+    conn.endheaders()
+    sock = conn.sock
+    resp = conn.getresponse()
+    ex.status, ex.reason, ex.headers = resp.status, resp.reason, resp.getheaders()
+    ex.http_version = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
+    if read_types is not None and ex.mime is not None and ex.mime not in read_types:
+        ex.truncated = "unspecified"  # not downloaded: the type is outside the allowlist
+        return
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= cfg.max_bytes and not resp.isclosed():  # closed: the whole body was read
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = resp.read1(min(65536, cfg.max_bytes + 1 - size))  # what has arrived, up to n
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:  # after a timeout, what had arrived is kept for the WARC (`WARC-Truncated: time`)
+        ex.body = b"".join(chunks)[: cfg.max_bytes]
+    if size > cfg.max_bytes:
+        ex.truncated = "length"
+
+
+class HostClient:
+    """All requests to one host, one at a time: waits `delay` after each response ends and any
+    `Retry-After` the server asked for; keeps every exchange for the WARC file.
+
+    `last_end` and `hold_until` are epoch seconds, so the crawl job can carry them to the host's
+    task at the next level.
+    """
+
+    def __init__(self, cfg: CrawlConfig, last_end: float = 0.0, hold_until: float = 0.0) -> None:
+        self.cfg = cfg
+        self.delay = cfg.delay_s
+        self.last_end = last_end
+        self.hold_until = hold_until
+        self.exchanges: list[Exchange] = []
+
+    def get(self, url: str, read_types: tuple[str, ...] | None = None) -> Exchange:
+        """Sends nothing (error `host_backoff`) while the host's Retry-After outlasts `max_retry_wait_s`."""
+        hold = self.hold_until - time.time()
+        if hold > self.cfg.max_retry_wait_s:
+            ex = _fail(Exchange(url, datetime.now(UTC)), "host_backoff", f"retry_after_{hold:.0f}s_left")
+        else:
+            time.sleep(max(self.last_end + self.delay - time.time(), hold, 0.0))
+            ex = http_get(url, self.cfg, read_types)
+            self.last_end = time.time() if ex.ip else self.last_end  # no address: nothing was sent
+        self.exchanges.append(ex)
+        return ex
+
+    def get_retrying(self, url: str, read_types: tuple[str, ...] | None = None) -> tuple[Exchange, int]:
+        """Retries 429 and 5xx after `Retry-After`, else with exponential backoff.
+
+        Sources: RFC 6585 section 4 (429), RFC 9110 sections 10.2.3 and 15.6.4 (Retry-After,
+        503): the wait applies to the host's next request whether or not it is a retry, and a
+        server asking for more than `max_retry_wait_s` gets no retry (never sooner than asked).
+        """
+        for attempt in range(self.cfg.max_retries + 1):
+            ex = self.get(url, read_types)
+            if not (ex.status == 429 or ex.status >= 500):
+                break
+            asked = parse_retry_after(ex.header("retry-after"))
+            backoff = min(self.cfg.backoff_base_s * 2**attempt, self.cfg.max_retry_wait_s)
+            wait = asked if asked is not None else backoff
+            self.hold_until = max(self.hold_until, time.time() + wait)
+            if wait > self.cfg.max_retry_wait_s:
+                ex.detail = f"retry_after_{wait:g}s_exceeds_max_retry_wait_s"
+                break
+        return ex, attempt
+
+    def get_following(self, url: str, max_hops: int = 5) -> Exchange:
+        """GET following redirects, across hosts too: for robots.txt (RFC 9309 section 2.3.1.2
+        asks for at least five) and tdmrep.json, never for pages."""
+        seen = {url}
+        for _ in range(max_hops + 1):
+            ex, _retries = self.get_retrying(url)
+            location = ex.header("location")
+            if not (300 <= ex.status < 400 and location):
+                return ex
+            url = canonical_url(urljoin(url, location))
+            if url in seen:
+                return _fail(ex, "redirect_loop", url)
+            seen.add(url)
+        return _fail(ex, "too_many_redirects", url)
+
+
+def decode_body(body: bytes, declared: str | None, cut: bool = False) -> tuple[str, str, str]:
+    """(text, codec, source): BOM, HTTP charset, `<meta>` charset (first 1024 bytes), UTF-8, detection.
+
+    Order from the HTML Standard section 13.2.3.2 and its windows-1252 default; unlike a browser,
+    a declaration that does not decode strictly is skipped (latin-1 served as UTF-8 is common).
+    `cut`: the body was truncated, so an incomplete last character is not a decoding failure.
+    """
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, "replace"), codec, "bom"
+    meta = _META_CHARSET.search(body[:1024])
+    meta_label = meta.group(1).decode("ascii") if meta else None
+    for label, source in ((declared, "header"), (meta_label, "meta"), ("utf-8", "utf-8")):
+        name = _codec(label)
+        if name:
+            try:
+                return body.decode(name), name, source
+            except UnicodeDecodeError as err:
+                if cut and err.reason == "unexpected end of data":  # a character cut by `max_bytes`
+                    return body[: err.start].decode(name, "replace"), name, source
+    from jobs.web.charset import decode_html  # uchardet / charset-normalizer when nothing declared fits
+
+    text, name = decode_html(body, None)
+    return text, name, "detected"
+
+
+def _codec(label: str | None) -> str | None:
+    try:
+        name = codecs.lookup(label.strip().lower()).name if label else None
+    except LookupError:
+        return None
+    return _WHATWG.get(name, name) if name else None
+
+
+class _PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+        self.metas: list[tuple[str, str]] = []
+        self.base: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in ("a", "area") and a.get("href"):
+            self.hrefs.append(a["href"])
+        elif tag == "base" and a.get("href") and self.base is None:
+            self.base = a["href"]
+        elif tag == "meta" and a.get("name"):
+            self.metas.append((a["name"].strip().lower(), a.get("content", "")))
+
+
+@dataclass
+class Page:
+    links: list[str]
+    metas: list[tuple[str, str]]
+
+
+def parse_html(base_url: str, html: str) -> Page:
+    """Links (absolute, canonical, http(s) only, `<base href>` honoured) and `<meta name>` pairs;
+    broken markup keeps whatever was parsed before the break."""
+    parser = _PageParser()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:
+        pass
+    base = urljoin(base_url, parser.base) if parser.base else base_url
+    links = {canonical_url(urljoin(base, href.strip())) for href in parser.hrefs}
+    return Page(sorted(u for u in links if u.startswith(("http://", "https://"))), parser.metas)
+
+
+def extract_links(base_url: str, html: str) -> list[str]:
+    return parse_html(base_url, html).links

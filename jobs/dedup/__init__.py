@@ -1,0 +1,1 @@
+"""Deduplication decisions in plain Python: exact keys, repeated lines, MinHash, keepers."""

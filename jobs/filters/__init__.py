@@ -1,0 +1,1 @@
+"""Filters: per-document keep-or-drop rules with reasons (quality heuristics)."""

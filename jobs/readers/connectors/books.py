@@ -1,0 +1,227 @@
+"""Books and long prose: plain text, folders of HTML chapters and EPUB, one document per book.
+
+- `*.txt`: UTF-8 (a BOM is fine), else a lossless latin-1 fallback recorded in `ingest.encoding`.
+- `*.epub` (ebooklib): chapters in spine order, which EPUB 3.3 §5.6 defines as the reading order;
+  the navigation document is left out; `dc:title`, `dc:creator`, `dc:language`, `dc:date`, `dc:rights`.
+- a folder of `*.html`/`*.xhtml`/`*.htm` chapters: one document, chapters in natural file-name order
+  (`ch2` before `ch10`); other files in that folder (CSS, images) are its assets. A lone HTML file
+  at the root is a one-chapter book.
+
+Project Gutenberg's license header and footer are removed from every format. `_sources.json` in the
+root maps a file or folder name to `{"origin": ..., "license": ...}`; its license wins over
+`dc:rights`. The declared language goes to `book.language`, leaving the `language` column to
+language identification.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from core.schema import make_document
+from jobs.readers.connectors import (
+    DEFAULT_MAX_FILE_BYTES,
+    Ingested,
+    decode_bytes,
+    file_time,
+    files_under,
+    guarded,
+    text_reason,
+)
+from jobs.readers.connectors.papers import open_license_id
+
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+SOURCES_FILE = "_sources.json"
+
+# Project Gutenberg markers; the set follows c-w/gutenberg `_domain_model/text.py` (a port of
+# Johannes Krugel's strip_headers.cpp), restricted to the unambiguous ones: the modern
+# `*** START OF THE PROJECT GUTENBERG EBOOK ... ***` pair and the 1990s `*END*THE SMALL PRINT!` header.
+_GUTENBERG_START = re.compile(
+    r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG|\*END\*?\s*THE SMALL PRINT).*$", re.I | re.M
+)
+_GUTENBERG_END = re.compile(
+    r"^\s*(\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", re.I | re.M
+)
+_BLOCK_TAGS = (
+    "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "tr", "section",
+    "article", "table", "ul", "ol", "dl", "dt", "dd", "figure", "figcaption", "hr", "header", "footer",
+)  # fmt: skip
+
+
+def strip_gutenberg(text: str) -> tuple[str, bool]:
+    """(body, stripped): the text between the Gutenberg start and end markers, when there are any."""
+    start = _GUTENBERG_START.search(text)
+    body_from = start.end() if start else 0
+    end = _GUTENBERG_END.search(text, body_from)
+    if start is None and end is None:
+        return text, False
+    return text[body_from : end.start() if end else len(text)].strip("\n\r ") + "\n", True
+
+
+def html_to_text(markup: bytes | str) -> str:
+    """Block-aware text of an HTML/XHTML chapter: one blank line between blocks, `<br>` a line break.
+    Whole chapters are kept (headings and short sections too), unlike a main-content extractor."""
+    import lxml.etree
+    import lxml.html
+
+    try:
+        root = lxml.html.document_fromstring(markup)
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    for element in root.xpath("//script|//style|//head|//noscript"):
+        element.drop_tree()
+    for element in root.iter(*_BLOCK_TAGS):
+        element.text = "\n\n" + (element.text or "")
+        element.tail = "\n\n" + (element.tail or "")
+    for element in root.iter("br"):
+        element.tail = "\n" + (element.tail or "")
+    lines = (" ".join(line.split()) for line in root.text_content().splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_epub(path: Path) -> tuple[list[str], dict[str, str]]:
+    import ebooklib
+    from ebooklib import epub
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ebooklib warns about its own future defaults
+        book = epub.read_epub(str(path), options={"ignore_ncx": True})
+    chapters = []
+    for idref, _linear in book.spine:
+        item = book.get_item_with_id(idref)
+        if item is None or isinstance(item, epub.EpubNav) or item.get_type() != ebooklib.ITEM_DOCUMENT:
+            continue
+        if text := html_to_text(item.get_content()):
+            chapters.append(text)
+    meta = {}
+    for key in ("title", "creator", "language", "date", "rights"):
+        if values := [str(v) for v, _attrs in book.get_metadata("DC", key) if v]:
+            meta[key] = "; ".join(values)
+    return chapters, meta
+
+
+def _date(value: str | None) -> datetime | None:
+    """`dc:date` is W3CDTF (a year, a date, or a full timestamp)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip() if len(value.strip()) > 4 else f"{value.strip()}-01-01")
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _book(
+    root: Path, key: Path, fmt: str, text: str, meta: dict[str, Any], extra: dict[str, str]
+) -> Ingested:
+    body, stripped = strip_gutenberg(text)
+    license_id, license_source = meta.get("license"), SOURCES_FILE if meta.get("license") else None
+    if license_id is None and (rights_id := open_license_id(extra.get("book.rights", ""))):
+        license_id, license_source = rights_id, "epub:dc:rights"
+    annotations = {"book.format": fmt, "book.gutenberg_stripped": str(stripped).lower(), **extra}
+    doc = make_document(
+        "book",
+        meta.get("origin") or str(key),
+        body if body.strip() else "",
+        domain=root.name,
+        license=license_id,
+        license_source=license_source,
+        content_type={"txt": "text/plain", "epub": "application/epub+zip"}.get(fmt, "text/html"),
+        created_at=meta.get("created_at") or file_time(key),
+        annotations={k: v for k, v in annotations.items() if v},
+    )
+    return doc, None if doc["text"] else "book_no_text"
+
+
+def _plain(root: Path, path: Path, meta: dict[str, Any]) -> Ingested:
+    text, encoding = decode_bytes(path.read_bytes())
+    if reason := text_reason(text, encoding):
+        return _stub(root, path, meta, "txt", {"ingest.encoding": encoding}), reason
+    return _book(root, path, "txt", text, meta, {"ingest.encoding": encoding})
+
+
+def _epub(root: Path, path: Path, meta: dict[str, Any]) -> Ingested:
+    try:
+        chapters, info = _read_epub(path)
+    except Exception as err:  # ebooklib raises EpubException, KeyError, lxml and zip errors
+        return _stub(root, path, meta, "epub", {}), f"book_corrupt_epub:{type(err).__name__}"
+    extra = {f"book.{'author' if k == 'creator' else k}": v for k, v in info.items()}
+    extra["book.chapters"] = str(len(chapters))
+    return _book(
+        root, path, "epub", "\n\n".join(chapters), {"created_at": _date(info.get("date")), **meta}, extra
+    )
+
+
+def _html_chapters(root: Path, key: Path, pages: list[Path], meta: dict[str, Any]) -> Ingested:
+    chapters = [text for page in sorted(pages, key=_natural_key) if (text := html_to_text(page.read_bytes()))]
+    return _book(root, key, "html", "\n\n".join(chapters), meta, {"book.chapters": str(len(chapters))})
+
+
+def _stub(root: Path, key: Path, meta: dict[str, Any], fmt: str, extra: dict[str, str]) -> dict[str, Any]:
+    """The row of a book that yields no text: provenance only."""
+    annotations = {"book.format": fmt, **extra}
+    return make_document(
+        "book", meta.get("origin") or str(key), "", domain=root.name, annotations=annotations
+    )
+
+
+def _load_sources(root: Path) -> dict[str, dict[str, Any]]:
+    path = root / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:  # the collection's manifest, not a document: stop loudly
+        raise ValueError(f"{path}: not a JSON object of name -> {{origin, license}} ({err})") from None
+
+
+def _units(root: Path) -> Iterator[tuple[Path, str, list[Path]]]:
+    """(key, kind, files) per book, in path order: HTML files sharing a folder are one book."""
+    files = [p for p in files_under(root) if p.name != SOURCES_FILE]
+    html_dirs = {p.parent for p in files if p.suffix.lower() in HTML_SUFFIXES and p.parent != root}
+    units: list[tuple[Path, str, list[Path]]] = []
+    for folder in sorted(html_dirs):
+        units.append(
+            (folder, "html", [p for p in files if p.parent == folder and p.suffix.lower() in HTML_SUFFIXES])
+        )
+    for path in files:
+        suffix = path.suffix.lower()
+        if suffix in (".txt", ".epub") or (suffix in HTML_SUFFIXES and path.parent == root):
+            units.append((path, "html" if suffix in HTML_SUFFIXES else suffix[1:], [path]))
+        elif path.parent not in html_dirs:  # files beside HTML chapters are their assets
+            units.append((path, "unsupported", [path]))
+    yield from sorted(units, key=lambda unit: unit[0])
+
+
+def iter_books(root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[Ingested]:
+    """One document per book under `root`; rejects carry `book_*` or `ingest_*` reasons."""
+    sources = _load_sources(root)
+    for key, kind, files in _units(root):
+        rel = key.relative_to(root).as_posix()
+        meta = dict(sources.get(rel) or sources.get(key.name) or {})
+        origin = meta.get("origin") or str(key)
+        build = partial(_one, root, key, kind, files, meta, max_file_bytes)
+        yield guarded("book", origin, build, domain=root.name)
+
+
+def _one(root: Path, key: Path, kind: str, files: list[Path], meta: dict[str, Any], cap: int) -> Ingested:
+    size = sum(p.stat().st_size for p in files)
+    if size > cap:
+        return _stub(root, key, meta, kind, {"ingest.bytes": str(size)}), f"ingest_too_large:{size}"
+    if kind == "unsupported":
+        return _stub(root, key, meta, kind, {}), f"book_unsupported_format:{key.suffix.lower() or 'none'}"
+    if kind == "txt":
+        return _plain(root, key, meta)
+    if kind == "epub":
+        return _epub(root, key, meta)
+    return _html_chapters(root, key, files, meta)

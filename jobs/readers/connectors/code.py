@@ -1,0 +1,266 @@
+"""Source code: a directory tree or a git repository, one document per file.
+
+A git working tree (`.git` present) is listed with `git ls-files`, so only tracked files count and
+ignored ones (build output, virtualenvs) never do; the HEAD commit, its time and the remote (without
+credentials) are recorded. A plain tree is walked, hidden folders and `__pycache__` left out.
+
+The language comes from the file name (a subset of GitHub linguist's `languages.yml` extensions and
+file names, then a `#!` interpreter line). The repository's license file is recorded as
+`license_source`; its text is matched against distinctive phrases of the license texts themselves
+to give an SPDX id, else the configured default.
+
+Files are rejected, with the rule in the reason, when they are:
+- vendored: GitHub linguist `lib/linguist/vendor.yml` path patterns (`node_modules/`, `vendor/`, ...);
+- generated: linguist `generated.rb` file names (`*.pb.go`, `*_pb2.py`, lock files) or, as in
+  CodeParrot's Codex-style cleaning, a marker ("auto-generated", "DO NOT EDIT", ...) in the first 5 lines;
+- minified `.js`/`.css`: mean line length > 100 or a line > 1000 characters (Codex, Chen et al.
+  2021, section 3.1, as applied by CodeParrot and StarCoder);
+- binary (NUL bytes), empty, symlinks (they may point outside the tree), or over the size cap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from core.schema import make_document
+from jobs.readers.connectors import (
+    DEFAULT_MAX_FILE_BYTES,
+    Ingested,
+    decode_bytes,
+    file_time,
+    guarded,
+    size_reason,
+    text_reason,
+)
+
+LANGUAGES = {
+    ".py": "python", ".pyi": "python", ".pyw": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "c++",
+    ".cpp": "c++", ".cxx": "c++", ".hh": "c++", ".hpp": "c++", ".hxx": "c++", ".cs": "c#",
+    ".java": "java", ".kt": "kotlin", ".kts": "kotlin", ".scala": "scala", ".groovy": "groovy",
+    ".gradle": "groovy", ".go": "go", ".rs": "rust", ".swift": "swift", ".m": "objective-c",
+    ".mm": "objective-c++", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+    ".jsx": "javascript", ".ts": "typescript", ".tsx": "typescript", ".vue": "vue", ".rb": "ruby",
+    ".php": "php", ".pl": "perl", ".pm": "perl", ".lua": "lua", ".r": "r", ".jl": "julia",
+    ".hs": "haskell", ".ml": "ocaml", ".mli": "ocaml", ".fs": "f#", ".ex": "elixir", ".exs": "elixir",
+    ".erl": "erlang", ".clj": "clojure", ".dart": "dart", ".zig": "zig", ".nim": "nim",
+    ".f90": "fortran", ".f": "fortran", ".s": "assembly", ".asm": "assembly", ".sh": "shell",
+    ".bash": "shell", ".zsh": "shell", ".ps1": "powershell", ".bat": "batchfile", ".sql": "sql",
+    ".html": "html", ".htm": "html", ".css": "css", ".scss": "scss", ".less": "less",
+    ".md": "markdown", ".rst": "restructuredtext", ".tex": "tex", ".json": "json", ".yaml": "yaml",
+    ".yml": "yaml", ".toml": "toml", ".xml": "xml", ".ini": "ini", ".cfg": "ini", ".cmake": "cmake",
+    ".mk": "makefile", ".proto": "protocol-buffer", ".dockerfile": "dockerfile", ".tf": "hcl",
+}  # fmt: skip
+FILENAMES = {
+    "Makefile": "makefile", "makefile": "makefile", "GNUmakefile": "makefile", "Dockerfile": "dockerfile",
+    "Containerfile": "dockerfile", "CMakeLists.txt": "cmake", "Rakefile": "ruby", "Gemfile": "ruby",
+    "Vagrantfile": "ruby", "Jenkinsfile": "groovy", "BUILD": "starlark", "BUILD.bazel": "starlark",
+    "WORKSPACE": "starlark", "meson.build": "meson", "SConstruct": "python", "setup.cfg": "ini",
+}  # fmt: skip
+INTERPRETERS = {"python": "python", "bash": "shell", "sh": "shell", "zsh": "shell", "node": "javascript",
+                "ruby": "ruby", "perl": "perl", "php": "php", "lua": "lua", "Rscript": "r"}  # fmt: skip
+
+# A subset of linguist's vendor.yml, anchored at path components, plus `site-packages/` (installed
+# packages copied into a tree).
+VENDORED = [
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("node_modules/", r"(^|/)node_modules/"), ("bower_components/", r"(^|/)bower_components/"),
+        ("vendor/", r"(^|/)[Vv]+endors?/"), ("third_party/", r"(^|/)(third|3rd)[-_]?party/"),
+        ("external/", r"(^|/)[Ee]xtern(al)?/"), ("deps/", r"^deps/"), ("dependencies/", r"^[Dd]ependencies/"),
+        ("dist/", r"(^|/)dist/"), ("cache/", r"(^|/)cache/"), ("Godeps/", r"(^|/)Godeps/_workspace/"),
+        ("Pods/", r"^Pods/"), ("Carthage/", r"^Carthage/"), ("gradle-wrapper", r"(^|/)gradlew(\.bat)?$"),
+        ("gradle/wrapper/", r"(^|/)gradle/wrapper/"), ("min.js", r"(\.|-)min\.(js|css)$"),
+        ("jquery", r"(^|/)jquery([^.]*)\.js$"), ("bootstrap", r"(^|/)bootstrap([^.]*)\.(js|css|less|scss)$"),
+        ("d.ts", r"\.d\.ts$"), ("sphinx-build", r"(^|/)docs?/_?(build|themes?|templates?|static)/"),
+        ("autoconf", r"(^|/)(configure|config\.guess|config\.sub|aclocal\.m4|libtool\.m4|ltmain\.sh)$"),
+ ("site-packages/", r"(^|/)site-packages/"),
+    )
+]  # fmt: skip
+# linguist generated.rb: protobuf/gRPC stubs and package-manager lock files.
+GENERATED_NAMES = [
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("protobuf", r"(\.pb\.(go|cc|h)|_pb2(_grpc)?\.pyi?|\.pb\.swift|_pb\.(js|d\.ts))$"),
+        ("lockfile", r"(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml|Cargo\.lock|poetry\.lock|"
+                     r"Pipfile\.lock|Gemfile\.lock|composer\.lock|go\.sum|uv\.lock|flake\.lock)$"),
+    )
+]  # fmt: skip
+# Markers in the first 5 lines: CodeParrot's ("auto-generated", "autogenerated", "automatically
+# generated") plus the "Code generated ... DO NOT EDIT." convention of Go and protoc and the "This file
+# is generated by" line-opening comment; prose that merely mentions generation does not match.
+GENERATED_MARKERS = [
+    (name, re.compile(pattern, re.M))
+    for name, pattern in (
+        ("auto-generated", r"auto-?generated"),
+        ("automatically generated", r"automatically generated|generated automatically"),
+        ("generated by", r"^\W*(generated by\b|this (file|code|module) (is|was|has been) generated\b)"),
+        ("code generated", r"^\W*code generated\b"),
+        ("do not edit", r"do not edit"),
+    )
+]
+MINIFIED_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".css"})
+LICENSE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|UNLICENSE)([-._][\w.-]*)?$", re.I)
+
+# Distinctive phrases of each license's own text, most specific first (LGPL/AGPL texts mention the GPL,
+# the Python license mentions BSD-style terms).
+LICENSE_PHRASES = [
+    ("PSF-2.0", r"python software foundation license version 2"),
+    ("Apache-2.0", r"apache license,? version 2\.0"),
+    ("MPL-2.0", r"mozilla public license,? (version|v\.) 2\.0"),
+    ("AGPL-3.0", r"gnu affero general public license\s+version 3"),
+    ("LGPL-3.0", r"gnu lesser general public license\s+version 3"),
+    ("LGPL-2.1", r"gnu lesser general public license\s+version 2\.1"),
+    ("LGPL-2.0", r"gnu library general public license\s+version 2"),
+    ("GPL-3.0", r"gnu general public license\s+version 3"),
+    ("GPL-2.0", r"gnu general public license\s+version 2"),
+    ("BSD-3-Clause", r"redistribution and use in source and binary forms.*(neither the name|names of its)"),
+    ("BSD-2-Clause", r"redistribution and use in source and binary forms"),
+    ("MIT", r"permission is hereby granted, free of charge, to any person obtaining a copy|^mit license"),
+    ("Unlicense", r"this is free and unencumbered software released into the public domain"),
+    ("CC0-1.0", r"cc0 1\.0 universal"),
+]  # fmt: skip
+
+
+def detect_license(text: str) -> str | None:
+    """SPDX id from a license file's text, or None when no phrase matches."""
+    flat = " ".join(text.lower().split())
+    return next((spdx for spdx, phrase in LICENSE_PHRASES if re.search(phrase, flat)), None)
+
+
+def language_of(rel: str, head: bytes = b"") -> str | None:
+    """Language from the file name, else from a `#!` line in `head`."""
+    name = PurePosixPath(rel).name
+    if name in FILENAMES:
+        return FILENAMES[name]
+    if name.startswith("Dockerfile."):
+        return "dockerfile"
+    if lang := LANGUAGES.get(PurePosixPath(name).suffix.lower()):
+        return lang
+    if head.startswith(b"#!"):
+        words = head.split(b"\n", 1)[0][2:].decode("latin-1").split()
+        program = words[1] if words and words[0].endswith("/env") and len(words) > 1 else (words or [""])[0]
+        return INTERPRETERS.get(re.sub(r"[\d.]+$", "", program.rsplit("/", 1)[-1]))
+    return None
+
+
+def vendored(rel: str) -> str | None:
+    return next((name for name, pattern in VENDORED if pattern.search(rel)), None)
+
+
+def generated(rel: str, text: str = "") -> str | None:
+    """The rule that marks the file generated: its name, or a marker in its first 5 lines."""
+    if name := next((name for name, pattern in GENERATED_NAMES if pattern.search(rel)), None):
+        return name
+    head = "\n".join(text.splitlines()[:5]).lower()
+    return next((name for name, pattern in GENERATED_MARKERS if pattern.search(head)), None)
+
+
+def minified(rel: str, text: str, max_mean: float = 100.0, max_line: int = 1000) -> str | None:
+    if PurePosixPath(rel).suffix.lower() not in MINIFIED_SUFFIXES:
+        return None
+    lengths = [len(line) for line in text.splitlines()] or [0]
+    if max(lengths) > max_line:
+        return f"max_line_length={max(lengths)}"
+    mean = sum(lengths) / len(lengths)
+    return f"mean_line_length={mean:.0f}" if mean > max_mean else None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    cmd = ["git", "-c", f"safe.directory={root}", "-C", str(root), *args]
+    try:
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return os.fsdecode(out.stdout) if args[0] == "ls-files" else out.stdout.decode("utf-8", "replace").strip()
+
+
+def list_files(root: Path) -> tuple[list[str], dict[str, Any]]:
+    """(relative POSIX paths, repository facts). Tracked files only in a git working tree."""
+    listing = _git(root, "ls-files", "-z") if (root / ".git").exists() else None
+    if listing is not None:
+        facts: dict[str, Any] = {"code.commit": _git(root, "rev-parse", "HEAD")}
+        if stamp := _git(root, "log", "-1", "--format=%ct"):
+            facts["created_at"] = datetime.fromtimestamp(int(stamp), tz=UTC)
+        if remote := _git(root, "config", "--get", "remote.origin.url"):
+            facts["code.remote"] = re.sub(r"//[^/@]+@", "//", remote)  # never keep credentials
+        return sorted({p for p in listing.split("\0") if p}), facts
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        found += [Path(dirpath, name).relative_to(root).as_posix() for name in filenames]
+    return sorted(found), {}
+
+
+def _check(path: Path, rel: str, max_file_bytes: int) -> tuple[str, str, str, str | None]:
+    """(text, language, encoding, reject reason); path rules first, so rejected files are rarely read."""
+    if path.is_symlink():
+        return "", "", "", "ingest_symlink"
+    if reason := size_reason(path, max_file_bytes):
+        return "", "", "", reason
+    if rule := vendored(rel):
+        return "", "", "", f"code_vendored:{rule}"
+    if rule := generated(rel):
+        return "", "", "", f"code_generated:{rule}"
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        return "", "", "binary", "ingest_binary_file"
+    lang = language_of(rel, head)
+    if lang is None:
+        name = PurePosixPath(rel)
+        return "", "", "", f"code_unknown_language:{name.suffix.lower() or name.name}"
+    text, encoding = decode_bytes(path.read_bytes())
+    if reason := text_reason(text, encoding):
+        return "", lang, encoding, reason
+    if rule := generated(rel, text):
+        return "", lang, encoding, f"code_generated:{rule}"
+    if rule := minified(rel, text):
+        return "", lang, encoding, f"code_minified:{rule}"
+    return text, lang, encoding, None
+
+
+def _file(root: Path, rel: str, cap: int, license_id: str | None, facts: dict[str, Any]) -> Ingested:
+    path = root / rel
+    text, lang, encoding, reason = _check(path, rel, cap)
+    annotations = {"code.path": rel, "code.language": lang, "ingest.encoding": encoding}
+    annotations.update({k: v for k, v in facts.items() if k.startswith("code.") and v})
+    doc = make_document(
+        "code",
+        f"{root.name}/{rel}",
+        text,
+        domain=root.name,
+        license=license_id,
+        license_source=facts.get("license_source"),
+        content_type="text/x-source",
+        created_at=facts.get("created_at") or (None if path.is_symlink() else file_time(path)),
+        annotations={k: v for k, v in annotations.items() if v},
+    )
+    return doc, reason
+
+
+def iter_code(
+    root: Path, license_id: str | None = None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> Iterator[Ingested]:
+    """One document per file of the tree or repository at `root`; the license file is provenance,
+    not a document. `license_id` is the default when the license text matches no known phrase."""
+    files, facts = list_files(root)
+    license_files = [f for f in files if "/" not in f and LICENSE_FILE.match(f) and (root / f).is_file()]
+    detected = None
+    if license_files:
+        license_file = sorted(license_files, key=lambda f: (f.upper().startswith("COPYING"), f))[0]
+        facts["license_source"] = license_file
+        detected = detect_license(decode_bytes((root / license_file).read_bytes()[:200_000])[0])
+        facts["code.license_detected"] = "text" if detected else "default"
+    license_id = detected or license_id or None
+    for rel in files:
+        if rel in license_files or not ((root / rel).is_file() or (root / rel).is_symlink()):
+            continue  # license files are provenance; submodule links and deleted files are not files
+        build = partial(_file, root, rel, max_file_bytes, license_id, facts)
+        yield guarded("code", f"{root.name}/{rel}", build, domain=root.name)

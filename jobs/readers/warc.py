@@ -1,0 +1,347 @@
+"""WARC, WET and ARC files into documents, one record at a time.
+
+Reads WARC/1.0, 1.1 and 0.18 (ClueWeb09), plain or gzip (a member per record, as ISO 28500
+annex D recommends), and ARC through warcio's arc2warc. `response` and `resource` records
+with an HTML payload become `web` documents with the decoded HTML in `raw_content` (extraction
+fills `text` later); WET `conversion` records become documents with `text` filled. Other record
+types (request, metadata, warcinfo, revisit) are counted in `WarcStats`, not turned into rows.
+
+A bad record never raises out of the iterator: a truncated tail, a corrupt gzip member or a record
+whose Content-Length lies is reported in `WarcStats.bad` with its byte offset, and the records
+before it are kept. A gzip file whose members do not line up with records (one member for the
+whole file, or members split mid-record) is re-read as one gzip stream; offsets then count
+decompressed bytes (annotation `warc.offset_decompressed` instead of `warc.offset`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.recordloader import ArcWarcRecord
+
+from core.schema import make_document
+from jobs.web.charset import codec_name, decode_html
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+DOCUMENT_RECORDS = ("response", "resource", "conversion")
+_CHUNK = 1 << 16
+
+Ingested = tuple[dict[str, Any], str | None]  # (document, reject reason or None)
+
+
+@dataclass
+class BadRecord:
+    offset: int  # byte offset where the bad record (or the unreadable stretch) starts
+    error: str
+
+
+@dataclass
+class WarcStats:
+    """Per-file counts, filled in while `iter_warc` runs (complete once it is exhausted)."""
+
+    file: str
+    records: int = 0  # records read completely, of any type
+    by_type: dict[str, int] = field(default_factory=dict)
+    documents: int = 0  # rows yielded without a reject reason
+    rejected: dict[str, int] = field(default_factory=dict)  # rows yielded with a reason, by rule
+    bad: list[BadRecord] = field(default_factory=list)
+    gzip_stream: bool = False  # re-read as one gzip stream (members not aligned with records)
+    source: str | None = None  # source label, or the warcinfo's `isPartOf`
+
+
+class _Iterator(ArchiveIterator):  # type: ignore[misc]
+    INC_RECORD = ""  # warcio prints this warning to stderr; we count it (err_count) instead
+
+
+@dataclass
+class _Record:
+    rec: ArcWarcRecord
+    offset: int
+    length: int
+    body: bytes
+    complete: bool
+    framing_error: bool  # the record was not followed by the blank lines its length promises
+
+
+def iter_warc(
+    path: Path, *, source_label: str | None = None, stats: WarcStats | None = None
+) -> Iterator[Ingested]:
+    """(document, reject reason) per document record; pass `stats` to get the file's counts."""
+    stats = stats if stats is not None else WarcStats(file=path.name)
+    stats.source = source_label
+    arc = _is_arc(path)
+    for record in _read_records(path, stats, arc):
+        if record.framing_error:
+            stats.bad.append(BadRecord(record.offset, "warc_invalid_content_length"))
+        if record.rec.rec_type == "warcinfo" and stats.source is None:
+            stats.source = _warcinfo_field(record.body, "isPartOf")
+        if record.rec.rec_type not in DOCUMENT_RECORDS:
+            if not _digest_ok(record.rec):
+                stats.bad.append(BadRecord(record.offset, "warc_digest_mismatch"))
+            continue
+        doc, reason = _document(record, path.name, stats)
+        if arc:  # arc2warc invents a random WARC-Record-ID per read: not provenance, not stable
+            doc["annotations"].pop("warc.record_id", None)
+        if reason:
+            rule = reason.split(":", 1)[0]
+            stats.rejected[rule] = stats.rejected.get(rule, 0) + 1
+        else:
+            stats.documents += 1
+        yield doc, reason
+
+
+def _read_records(path: Path, stats: WarcStats, arc: bool) -> Iterator[_Record]:
+    """Every complete record once. A gzip layout error triggers one re-read as a single stream,
+    whose result counts only if it got further; otherwise the first read's problems stand."""
+    with path.open("rb") as fh:
+        done, problems = yield from _walk(fh, stats, arc, skip=0, size=path.stat().st_size)
+    if problems and _is_gzip(path):
+        stats.gzip_stream = True
+        with path.open("rb") as fh:
+            stream = _GzipStream(fh)
+            seen, again = yield from _walk(io.BufferedReader(stream, _CHUNK), stats, arc, skip=done)
+        stats.gzip_stream = seen > done
+        if seen > done or not again:
+            problems = [p for p in again if p.error != "warc_truncated_record" or not stream.error]
+            problems += [BadRecord(stream.error_offset, stream.error)] if stream.error else []
+    stats.bad.extend(problems)
+
+
+def _walk(
+    fh: IO[bytes], stats: WarcStats, arc: bool, skip: int, size: int | None = None
+) -> Generator[_Record, None, tuple[int, list[BadRecord]]]:
+    """Yield records after the first `skip`; return (complete records seen, trailing problems).
+
+    `size`: the file's length, to notice a tail warcio stopped before (a cut gzip member header).
+    """
+    it = _Iterator(fh, arc2warc=True, check_digests=True)
+    it.known_format = None if arc else "warc"  # else warcio reads any 5-word line as an ARC header
+    seen, pending = 0, None  # pending: an incomplete record, bad unless a re-read recovers it
+    while True:
+        start = it.offset
+        try:
+            rec = next(it)
+            record = _load(rec, it)
+        except StopIteration:
+            break
+        except Exception as err:  # warcio/zlib raise many types on corrupt input; all end the walk
+            return seen, [*([pending] if pending else []), BadRecord(max(start, 0), _describe(err))]
+        if pending:  # a good record follows, so a re-read cannot recover it: bad, and counted
+            stats.bad.append(pending)
+            seen, pending = seen + 1, None
+        if not record.complete:
+            pending = BadRecord(record.offset, "warc_truncated_record")
+            continue
+        seen += 1
+        if seen > skip:
+            stats.records += 1
+            stats.by_type[rec.rec_type] = stats.by_type.get(rec.rec_type, 0) + 1
+            yield record
+    if pending:
+        return seen, [pending]
+    if size is not None and 0 <= it.offset < size:
+        return seen, [BadRecord(it.offset, f"warc_truncated_tail:{size - it.offset}")]
+    return seen, []
+
+
+class _GzipStream(io.RawIOBase):
+    """Concatenated gzip members as one stream, wherever the member boundaries fall.
+
+    Stops at the first damaged or cut member and keeps the error and that member's byte offset,
+    so everything decompressed before it is still read (gzip.GzipFile would raise and lose it).
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self.fh, self.member, self.member_offset = fh, zlib.decompressobj(31), 0
+        self.buffer, self.error, self.error_offset = b"", "", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out: Any) -> int:
+        while not self.buffer and self._fill():
+            pass
+        n = min(len(out), len(self.buffer))
+        out[:n], self.buffer = self.buffer[:n], self.buffer[n:]
+        return n
+
+    def _fill(self) -> bool:
+        """Decompress one more chunk; False at the end of input or after an error."""
+        if self.error:
+            return False
+        data = self.member.unused_data if self.member.eof else b""
+        if self.member.eof:
+            self.member_offset = self.fh.tell() - len(data)
+            self.member = zlib.decompressobj(31)
+        data = data or self.fh.read(_CHUNK)
+        if not data:
+            if self.member.eof is False and self.fh.tell() > self.member_offset:
+                self.error, self.error_offset = "warc_truncated_gzip_member", self.member_offset
+            return False
+        try:
+            self.buffer = self.member.decompress(data)
+        except zlib.error as err:
+            self.error, self.error_offset = f"warc_corrupt_gzip_member:{err}"[:200], self.member_offset
+            return False
+        return True
+
+
+def _load(rec: ArcWarcRecord, it: _Iterator) -> _Record:
+    """Read the payload we need, then let warcio drain the rest (which finishes the digests)."""
+    errors = it.err_count
+    body = _read_all(rec.content_stream()) if _wants_body(rec) else b""
+    offset, length = it.get_record_offset(), it.get_record_length()
+    complete = getattr(rec.raw_stream, "limit", 0) == 0
+    return _Record(rec, offset, length, body, complete, it.err_count > errors)
+
+
+def _read_all(stream: Any) -> bytes:
+    parts = []
+    while chunk := stream.read(_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _wants_body(rec: ArcWarcRecord) -> bool:
+    if rec.rec_type in ("warcinfo", "conversion"):
+        return True
+    return rec.rec_type in ("response", "resource") and _media_type(rec)[0] in (*HTML_TYPES, "text/plain", "")
+
+
+def _media_type(rec: ArcWarcRecord) -> tuple[str, str | None]:
+    """(mime type, charset) from the HTTP headers, or the record header for resource records."""
+    headers = rec.http_headers if rec.http_headers is not None else rec.rec_headers
+    value = headers.get_header("Content-Type") or ""
+    mime, _, params = value.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = val.strip().strip("\"'") or None
+    mime = mime.strip().lower()
+    if rec.http_headers is None and mime.startswith("application/http"):
+        mime = ""
+    return mime, charset
+
+
+def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
+    rec, headers = record.rec, record.rec.rec_headers
+    uri = (headers.get_header("WARC-Target-URI") or "").strip("<> ")  # WARC/1.0 allowed <uri>
+    origin = uri or headers.get_header("WARC-Record-ID") or f"{file}#{record.offset}"
+    mime, declared = _media_type(rec)
+    ann = _annotations(record, file, stats)
+    fields: dict[str, Any] = {
+        "domain": (urlsplit(origin).hostname or "").lower() or None,
+        "fetched_at": _parse_date(headers.get_header("WARC-Date")),
+        "annotations": ann,
+    }
+    if rec.rec_type == "conversion" or mime == "text/plain":
+        text = _decode(record.body, declared, ann)
+        doc = make_document("web", origin, text, content_type="text/plain", **fields)
+        return doc, _reason(record) or (None if text.strip() else "warc_empty_payload")
+    is_html = mime in HTML_TYPES or (not mime and _sniff_html(record.body))
+    raw = None
+    if is_html and record.body:
+        raw = _decode(record.body, declared, ann)
+    doc = make_document("web", origin, content_type=mime or None, raw_content=raw, **fields)
+    if not is_html:
+        return doc, f"warc_content_type:{mime or 'unknown'}"
+    return doc, _reason(record) or (None if raw and raw.strip() else "warc_empty_payload")
+
+
+def _decode(body: bytes, declared: str | None, ann: dict[str, str]) -> str:
+    """Decode, noting the charset used and, when it was not usable, the one declared."""
+    text, ann["warc.charset"] = decode_html(body, declared)
+    if declared and codec_name(declared) != ann["warc.charset"]:
+        ann["warc.declared_charset"] = declared
+    return text
+
+
+def _reason(record: _Record) -> str | None:
+    if not _digest_ok(record.rec):
+        return "warc_digest_mismatch"
+    status = record.rec.http_headers.get_statuscode() if record.rec.http_headers else None
+    if status and not status.startswith("2"):
+        return f"warc_http_status:{status}"
+    return None
+
+
+def _annotations(record: _Record, file: str, stats: WarcStats) -> dict[str, str]:
+    headers = record.rec.rec_headers
+    key = "warc.offset_decompressed" if stats.gzip_stream else "warc.offset"
+    ann = {"warc.file": file, key: str(record.offset), "warc.length": str(record.length)}
+    for name, header in (("record_id", "WARC-Record-ID"), ("trec_id", "WARC-TREC-ID")):
+        if value := headers.get_header(header):
+            ann[f"warc.{name}"] = value
+    if record.rec.http_headers is not None and (status := record.rec.http_headers.get_statuscode()):
+        ann["warc.http_status"] = status
+    if stats.source:
+        ann["warc.source"] = stats.source
+    return ann
+
+
+def _digest_ok(rec: ArcWarcRecord) -> bool:
+    """warcio checks WARC-Block-Digest and WARC-Payload-Digest while the record is read.
+
+    ClueWeb09 (WARC/0.18) writes the block digest into WARC-Payload-Digest as well; when the two
+    headers are equal and the block digest verified, the payload "mismatch" is that quirk.
+    """
+    problems = rec.digest_checker.problems
+    if not problems:
+        return True
+    headers = rec.rec_headers
+    copied = headers.get_header("WARC-Payload-Digest") == headers.get_header("WARC-Block-Digest")
+    return copied and all(p.startswith("payload digest") for p in problems)
+
+
+def _sniff_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    """WARC-Date is ISO 8601 UTC; ClueWeb09's `2008-10-294T...` and other junk give None."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _warcinfo_field(body: bytes, name: str) -> str | None:
+    for line in body.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower() and value.strip():
+            return value.strip()
+    return None
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _is_arc(path: Path) -> bool:
+    """ARC files open with a `filedesc://` version block (ARC file format 1.0)."""
+    try:
+        with gzip.open(path) if _is_gzip(path) else path.open("rb") as fh:
+            return fh.read(11) == b"filedesc://"
+    except (OSError, EOFError):
+        return False
+
+
+def _describe(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"warc_unreadable:{type(err).__name__}: {lines[0] if lines else ''}"[:200]

@@ -1,0 +1,1 @@
+"""Tokens: the BPE tokenizer and the uint16 token shards pretraining reads."""

@@ -1,0 +1,60 @@
+"""The pretrain DAG's train task: a local Ray here, or a Ray job on the cluster in `ray.address`.
+
+An operator rather than a `@task`: Airflow calls `on_kill` when the task is stopped from the UI or
+times out, and a job on a cluster must be stopped then, or it trains on with nobody waiting for it.
+Only the Airflow SDK is imported at module level, so the DAG file parses without Ray or torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from training.jobs_api import RayJobs
+
+log = logging.getLogger("lmforge.pretrain")
+
+
+class PretrainOperator(BaseOperator):
+    """Returns `pretrain_stage`'s summary (run_id, profile, overrides_json, losses, checkpoint)."""
+
+    def __init__(self, *, poll_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.poll_s = poll_s
+        self._jobs: RayJobs | None = None
+        self._job_id: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from core.config import load_config
+        from orchestration.params import merged_config_args, upstream_from_params
+
+        params = dict(context.get("params") or {})
+        upstream = upstream_from_params(params, context.get("triggering_asset_events"))
+        cfg = load_config(*merged_config_args(upstream, params))  # a bad param fails here, before Ray
+        if cfg.ray.address is None:
+            from training.stage import pretrain_stage
+
+            return pretrain_stage(params, upstream)
+        return self._run_job(params, upstream)
+
+    def _run_job(self, params: dict[str, Any], upstream: dict[str, str]) -> dict[str, Any]:
+        from training.jobs_api import RayJobs, pretrain_job, repo_runtime_env
+
+        cfg, job_id, entrypoint = pretrain_job(params, upstream)
+        assert cfg.ray.address is not None
+        self._jobs = RayJobs(cfg.ray.address, poll_s=self.poll_s)
+        self._job_id = self._jobs.submit(job_id, entrypoint, repo_runtime_env())
+        # A poll that fails (network) fails the task but leaves the job running: the retry attaches.
+        return self._jobs.wait(self._job_id)
+
+    def on_kill(self) -> None:
+        """Airflow calls this on SIGTERM (marked failed/cleared in the UI) and on its execution
+        timeout (airflow.sdk task_runner)."""
+        if self._jobs is not None and self._job_id is not None:
+            log.info("stopping Ray job %s", self._job_id)
+            self._jobs.stop(self._job_id)
