@@ -64,7 +64,7 @@ class RayConfig(_Strict):
 
 
 class CrawlConfig(_Strict):
-    """Crawler politeness, limits and scope (rules and their sources: jobs/crawl/fetch.py, jobs/crawl/optout.py).
+    """Crawler politeness, limits and scope (rules and sources: jobs/crawl/fetch.py, jobs/crawl/optout.py).
 
     Politeness: one connection per host, `delay_s` after each response, raised to robots.txt's
     `Crawl-delay` (RFC 9309 section 2.2.4 lets crawlers read it); hosts asking for more than

@@ -3,7 +3,7 @@
 Protocol: the old manifest is removed first, data files are uploaded, and `_MANIFEST.json` is
 written last in one atomic put. A dataset is complete iff its manifest exists, so a stage killed
 mid-write leaves files but nothing that looks complete. The manifest's fingerprint hashes the
-stage config and the fingerprints of its inputs: same inputs + same config => skip.
+stage config, the fingerprints of its inputs and its code version: all the same => skip.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import REPO_ROOT
 from core.storage import Storage, StorageError
 
 MANIFEST = "_MANIFEST.json"
@@ -53,23 +51,11 @@ def stage_prefix(run_id: str, stage: str) -> str:
     return f"runs/{check_run_id(run_id)}/{stage}"
 
 
-def fingerprint(config: dict[str, Any], inputs: dict[str, str]) -> str:
-    blob = json.dumps({"config": config, "inputs": inputs}, sort_keys=True, default=str)
+def fingerprint(config: dict[str, Any], inputs: dict[str, str], code: str = "") -> str:
+    """What decides whether a committed stage is current: its config, its inputs' fingerprints and
+    the version of the code it runs (core/code_version.py; empty when the caller has none)."""
+    blob = json.dumps({"config": config, "inputs": inputs, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def code_version() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def read_manifest(storage: Storage, run_id: str, stage: str) -> Manifest | None:
@@ -116,6 +102,7 @@ def commit(
     config: dict[str, Any],
     inputs: dict[str, str],
     stats: dict[str, Any] | None = None,
+    code: str = "",
 ) -> Manifest:
     """Publish every file under `local_dir` as the stage's dataset, manifest last."""
     prefix = stage_prefix(run_id, stage)
@@ -123,11 +110,11 @@ def commit(
     manifest = Manifest(
         run_id,
         stage,
-        fingerprint(config, inputs),
+        fingerprint(config, inputs, code),
         config,
         inputs,
         stats=stats or {},
-        code_version=code_version(),
+        code_version=code,
     )
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(local_dir).as_posix()

@@ -1,9 +1,11 @@
 """Curation: crawl the web and ingest local sources, then extract, dedup, filter, train a
-tokenizer and write token shards. Each box is a Spark job submitted with `SparkSubmitOperator`;
-the shards are the `token_shards` Asset that schedules the `pretrain` DAG.
+tokenizer and write token shards. One task per stage of the registry (core/registry.py), each a
+Spark job submitted with `SparkSubmitOperator`; the edges are the stages' inputs. The shards are
+the `token_shards` Asset that schedules the `pretrain` DAG.
 
 Trigger params override the active config profile; a bad value fails the `prepare` task with a
-message naming the field, before any Spark job starts.
+message naming the field, before any Spark job starts. A committed stage whose config, inputs and
+code are unchanged is skipped; `force` reruns everything, `rerun_from` a stage and its readers.
 """
 
 from __future__ import annotations
@@ -14,20 +16,14 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
+from core.registry import dag_stages
 from orchestration.assets import TOKEN_SHARDS
+from orchestration.params import nullable
 
 REPO = Path(__file__).resolve().parent.parent
-SPARK_STAGES = {
-    "crawl": [],
-    "ingest": [],
-    "warc": [],
-    "extract": ["crawl", "ingest", "warc"],
-    "dedup": ["extract"],
-    "quality": ["dedup"],
-    "near_dedup": ["quality"],
-    "tokenizer": ["near_dedup"],
-    "shards": ["near_dedup", "tokenizer"],
-}
+STAGES = dag_stages("curation")
+SOURCE_KINDS = ["books", "code", "papers", "social", "synthetic"]
+URLS = {"type": "string"}
 
 
 def prepared(key: str) -> str:
@@ -42,44 +38,43 @@ def prepared(key: str) -> str:
     doc_md=__doc__,
     tags=["lmforge", "curation"],
     params={
-        "run_id": Param(
-            "", type="string", maxLength=128, description="Empty: derived from the Airflow run id"
-        ),
-        "profile": Param("", type="string", description="Config profile (empty: LMFORGE_PROFILE or local)"),
-        "seeds": Param([], type="array", items={"type": "string"}, description="Crawl seed URLs"),
-        "allow_domains": Param([], type="array", items={"type": "string"}, description="Empty: seed hosts"),
-        "deny_domains": Param([], type="array", items={"type": "string"}),
-        "max_pages": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
-        "max_pages_per_host": Param(None, type=["null", "integer"], minimum=0, maximum=10_000_000),
-        "max_depth": Param(None, type=["null", "integer"], minimum=0, maximum=100),
-        "delay_s": Param(
-            None, type=["null", "number"], minimum=0, maximum=3600, description="Per-host delay"
-        ),
+        "run_id": nullable("string", "Run id (empty: from the Airflow run id)", maxLength=128),
+        "profile": nullable("string", "Config profile (empty: LMFORGE_PROFILE, else local)"),
+        "seeds": nullable("array", "Crawl seed URLs (empty: the profile's)", items=URLS),
+        "allow_domains": nullable("array", "Domains to crawl (empty: seed hosts)", items=URLS),
+        "deny_domains": nullable("array", "Domains the crawl never enters", items=URLS),
+        "max_pages": nullable("integer", "Pages to fetch in all", minimum=0, maximum=10_000_000),
+        "max_pages_per_host": nullable("integer", "Pages per host", minimum=0, maximum=10_000_000),
+        "max_depth": nullable("integer", "Link depth from the seeds", minimum=0, maximum=100),
+        "delay_s": nullable("number", "Seconds between requests to one host", minimum=0, maximum=3600),
         "sources": Param(
-            ["books", "code", "papers", "social", "synthetic"],
+            SOURCE_KINDS,
             type="array",
-            items={"type": "string", "enum": ["books", "code", "papers", "social", "synthetic"]},
+            items={"type": "string", "enum": SOURCE_KINDS},
             description="Local source kinds to ingest (the crawl and WARC paths are set separately)",
         ),
-        "books_dir": Param("", type="string", description="Folder of books: .txt, .epub, HTML chapters"),
-        "code_dir": Param("", type="string", description="Source tree or git repository"),
-        "papers_dir": Param("", type="string", description="Folder of JATS XML, LaTeX and PDF papers"),
-        "social_paths": Param([], type="array", items={"type": "string"}, description="JSONL/CSV post dumps"),
-        "synthetic_count": Param(0, type="integer", minimum=0, maximum=10_000_000),
-        "warc_paths": Param(
-            [], type="array", items={"type": "string"}, description="WARC/WET files or folders"
+        "books_dir": nullable("string", "Folder of books: .txt, .epub, HTML chapters"),
+        "code_dir": nullable("string", "Source tree or git repository"),
+        "papers_dir": nullable("string", "Folder of JATS XML, LaTeX and PDF papers"),
+        "social_paths": nullable("array", "JSONL/CSV post dumps", items={"type": "string"}),
+        "synthetic_count": Param(
+            0, type="integer", minimum=0, maximum=10_000_000, description="Synthetic documents (0: none)"
         ),
+        "warc_paths": nullable("array", "WARC/WET files or folders", items={"type": "string"}),
         "repeated_lines": Param(
             False, type="boolean", description="C4-style removal of lines repeated across web pages"
         ),
-        "minhash_threshold": Param(
-            None,
-            type=["null", "number"],
+        "minhash_threshold": nullable(
+            "number",
+            "Near-dedup Jaccard threshold (empty: 0.8, FineWeb / Lee et al. 2022)",
             exclusiveMinimum=0,
             exclusiveMaximum=1,
-            description="Near-dedup Jaccard threshold (empty: 0.8, FineWeb / Lee et al. 2022)",
         ),
-        "overrides": Param({}, type="object", description="Any other config fields, nested"),
+        "force": Param(False, type="boolean", description="Rerun every stage, even those already committed"),
+        "rerun_from": nullable(
+            "string", "Rerun this stage and every stage that reads it", enum=[s.name for s in STAGES]
+        ),
+        "overrides": nullable("object", "Any other config fields, nested JSON"),
     },
 )
 def curation() -> None:
@@ -88,24 +83,27 @@ def curation() -> None:
         """Validate the whole config now, so bad params fail before any Spark job."""
         from orchestration.params import prepare_run
 
-        return prepare_run(params or {}, run_id or "manual")
+        return prepare_run(params or {}, run_id or "manual", dag="curation")
 
     prepared_run = prepare()
     tasks = {}
-    for stage in SPARK_STAGES:
-        tasks[stage] = SparkSubmitOperator(
-            task_id=stage,
+    for stage in STAGES:
+        tasks[stage.name] = SparkSubmitOperator(
+            task_id=stage.name,
+            doc_md=stage.description,
             application=str(REPO / "jobs" / "spark" / "main.py"),
             conn_id="spark_default",
-            name=f"lmforge-{stage}",
+            name=f"lmforge-{stage.name}",
             application_args=[
-                stage,
+                stage.name,
                 "--run-id",
                 prepared("run_id"),
                 "--profile",
                 prepared("profile"),
                 "--overrides",
                 prepared("overrides_json"),
+                "--rerun-from",
+                prepared("rerun_from"),
             ],
             conf={
                 "spark.pyspark.python": sys.executable,
@@ -115,11 +113,11 @@ def curation() -> None:
             },
             env_vars={"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable},
         )
-    for stage, upstream in SPARK_STAGES.items():
-        for up in upstream:
-            tasks[up] >> tasks[stage]
-        if not upstream:
-            prepared_run >> tasks[stage]
+    for stage in STAGES:
+        for up in stage.inputs:
+            tasks[up] >> tasks[stage.name]
+        if not stage.inputs:
+            prepared_run >> tasks[stage.name]
 
     @task(outlets=[TOKEN_SHARDS])
     def publish(run: dict, outlet_events=None) -> dict:
@@ -130,7 +128,8 @@ def curation() -> None:
         outlet_events[TOKEN_SHARDS].extra = info
         return info
 
-    tasks["shards"] >> publish(prepared_run)
+    read = {i for s in STAGES for i in s.inputs}
+    [tasks[s.name] for s in STAGES if s.name not in read] >> publish(prepared_run)
 
 
 curation()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from orchestration.assets import TOKEN_SHARDS
-from orchestration.params import config_choices
+from orchestration.params import config_choices, nullable
 from orchestration.pretrain_operator import PretrainOperator
 
 
@@ -35,8 +35,10 @@ def choice(field: str, description: str) -> Param:
     doc_md=__doc__,
     tags=["lmforge", "training"],
     params={
-        "run_id": Param("", type="string", maxLength=128, description="Run whose shards to use"),
-        "profile": Param("", type="string"),
+        "run_id": nullable(
+            "string", "Run whose shards to use (empty: the run that triggered this one)", maxLength=128
+        ),
+        "profile": nullable("string", "Config profile (empty: the curation run's)"),
         "objective": choice("objective", "Training objective (training/objectives.py)"),
         "mode": choice("mode", "prefix_tuning freezes the init_from model (Li & Liang 2021)"),
         "init_from": Param(
@@ -51,7 +53,7 @@ def choice(field: str, description: str) -> Param:
             None, type=["null", "integer"], minimum=1, maximum=4096, description="Micro-steps per step"
         ),
         "workers": Param(0, type="integer", minimum=0, maximum=4096, description="0: the profile's"),
-        "use_gpu": Param(False, type="boolean"),
+        "use_gpu": Param(False, type="boolean", description="One GPU per Ray worker (NCCL)"),
         "parallelism": choice("parallelism", "ddp, fsdp (FSDP2) or pipeline stages"),
         "precision": choice("precision", "bf16: autocast on GPU"),
         "ray_address": Param(
@@ -59,7 +61,8 @@ def choice(field: str, description: str) -> Param:
             type=["null", "string"],
             description="Ray cluster (http://head:8265 or ray://head:10001); empty: the profile's",
         ),
-        "overrides": Param({}, type="object"),
+        "force": Param(False, type="boolean", description="Train again even if committed"),
+        "overrides": nullable("object", "Any other config fields, nested JSON"),
     },
 )
 def pretrain() -> None:

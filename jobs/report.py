@@ -8,91 +8,69 @@ from typing import Any
 
 from core.config import load_config
 from core.datasets import Manifest, read_manifest, stage_prefix
+from core.registry import STAGES, Stage
 from core.storage import Storage, open_storage
-
-FUNNEL = [  # stage, the input stages whose `data` rows feed it (none: the stage's own files)
-    ("ingest", ()),
-    ("extract", ("crawl", "ingest", "warc")),
-    ("dedup", ("extract",)),
-    ("quality", ("dedup",)),
-    ("near_dedup", ("quality",)),
-]
 
 
 def _rows(m: Manifest | None, part: str = "data") -> int:
     return int(m.rows.get(part, 0)) if m else 0
 
 
+def pick(stats: dict[str, Any], key: str) -> tuple[str, Any]:
+    """(name, value) of a registry summary key: "a.b" reads a nested key, "k:len" a list's length."""
+    key, _, fn = key.partition(":")
+    value: Any = stats
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if fn == "len":
+        value = len(value or [])
+    return key.rsplit(".", 1)[-1], value
+
+
+def funnel_row(stage: Stage, ms: dict[str, Manifest | None]) -> dict[str, Any]:
+    """Documents in (the inputs' kept rows, or a source's own rows), out, rejected, by reason."""
+    m = ms[stage.name]
+    documents_in = (
+        sum(_rows(ms[i]) for i in stage.inputs) if stage.inputs else _rows(m) + _rows(m, "rejected")
+    )
+    return {
+        "stage": stage.name,
+        "documents_in": documents_in,
+        "documents_out": _rows(m),
+        "rejected": _rows(m, "rejected"),
+        "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
+    }
+
+
+def source_mix(ms: dict[str, Manifest | None]) -> dict[str, int]:
+    """Kept documents per source type: stages of one source type count their rows, the others
+    report `documents_by_source`."""
+    mix: dict[str, int] = {}
+    for stage in STAGES.values():
+        m = ms[stage.name]
+        if stage.source_type:
+            mix[stage.source_type] = mix.get(stage.source_type, 0) + _rows(m)
+        elif m and not stage.inputs:
+            for source, n in m.stats.get("documents_by_source", {}).items():
+                mix[source] = mix.get(source, 0) + n
+    return mix
+
+
 def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
-    names = [
-        "crawl",
-        "ingest",
-        "warc",
-        "extract",
-        "dedup",
-        "quality",
-        "near_dedup",
-        "tokenizer",
-        "shards",
-        "pretrain",
-    ]
-    ms = {n: read_manifest(storage, run_id, n) for n in names}
-    funnel = []
-    for stage, inputs in FUNNEL:
-        m = ms[stage]
-        funnel.append(
-            {
-                "stage": stage,
-                "documents_in": sum(_rows(ms[i]) for i in inputs)
-                if inputs
-                else _rows(m) + _rows(m, "rejected"),
-                "documents_out": _rows(m),
-                "rejected": _rows(m, "rejected"),
-                "rejected_by_reason": (m.stats.get("rejected_by_reason", {}) if m else {}),
-            }
-        )
-    crawl, ingest, warc, shards, pre = (ms[n] for n in ("crawl", "ingest", "warc", "shards", "pretrain"))
-    sources = dict(ingest.stats.get("documents_by_source", {})) if ingest else {}
-    sources["web"] = _rows(crawl) + _rows(warc)
-    crawl_keys = ("pages_fetched", "skipped_robots", "skipped_optout", "errors_by_reason", "decisions")
-    warc_keys = ("files", "records", "documents", "rejected_by_reason")
-    pre_stats = pre.stats if pre else {}
+    """Every section is read off the registry (core/registry.py): a new stage reports by declaring
+    `funnel`, `summary_section` and `summary` there."""
+    ms = {n: read_manifest(storage, run_id, n) for n in STAGES}
+    sections: dict[str, Any] = {}
+    for stage in STAGES.values():
+        if stage.summary_section:
+            m = ms[stage.name]
+            sections[stage.summary_section] = dict(pick(m.stats, k) for k in stage.summary) if m else {}
     return {
         "run_id": run_id,
         "run_folder": storage.uri(f"runs/{run_id}"),
-        "crawl": {k: crawl.stats.get(k) for k in crawl_keys} if crawl else {},
-        "warc": {
-            **{k: warc.stats.get(k) for k in warc_keys},
-            "bad_records": len(warc.stats.get("bad_records", [])),
-        }
-        if warc
-        else {},
-        "documents_by_source": sources,
-        "near_dedup": _near_dedup(ms["near_dedup"]),
-        "funnel": funnel,
-        "tokens": {
-            k: (shards.stats.get(k) if shards else None)
-            for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents", "val_documents")
-        },
-        "training": {
-            k: pre_stats.get(k)
-            for k in (
-                "objective",
-                "mode",
-                "parallelism",
-                "steps",
-                "first_loss",
-                "last_loss",
-                "val_loss",
-                "val_ppl",
-                "tokens_per_s",
-                "mfu",
-                "num_params",
-                "workers",
-                "checkpoint",
-                "tensorboard",
-            )
-        },
+        **sections,
+        "documents_by_source": source_mix(ms),
+        "funnel": [funnel_row(s, ms) for s in STAGES.values() if s.funnel],
         "stages": {
             n: {
                 "uri": storage.uri(stage_prefix(run_id, n)),
@@ -100,22 +78,10 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
                 "rows": m.rows if m else {},
                 "bytes": m.bytes if m else 0,
                 "seconds": m.stats.get("seconds") if m else None,
+                "code_version": m.code_version[:12] if m else None,
             }
             for n, m in ms.items()
         },
-    }
-
-
-def _near_dedup(m: Manifest | None) -> dict[str, Any]:
-    if m is None:
-        return {}
-    keys = ("bands", "rows", "hit_probability_at_threshold", "candidate_pairs", "verified_pairs", "clusters")
-    rep = m.stats.get("report", {})
-    return {
-        **{k: m.stats.get(k) for k in keys},
-        "duplicate_rate_by_source": rep.get("duplicate_rate_by_source"),
-        "cluster_size_histogram": rep.get("cluster_size_histogram"),
-        "chart": rep.get("chart"),
     }
 
 
@@ -135,7 +101,7 @@ def _num(value: Any, fmt: str = "{:.3f}") -> str:
 
 def render_summary(s: dict[str, Any]) -> str:
     """Readable text for the terminal."""
-    c, w = s["crawl"], s["warc"]
+    c, w = s.get("crawl") or {}, s.get("warc") or {}
     lines = [f"Run {s['run_id']}  ({s['run_folder']})", ""]
     if c:
         lines.append(
@@ -164,8 +130,9 @@ def render_summary(s: dict[str, Any]) -> str:
             f"{nd['hit_probability_at_threshold']:.3f}), {nd['verified_pairs']} verified pairs, "
             f"{nd['clusters']} clusters"
         )
-    t, tr = s["tokens"], s["training"]
-    lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
+    t, tr = s.get("tokens") or {}, s.get("training") or {}
+    if t:
+        lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
     if tr.get("first_loss") is not None:
         lines += [
             f"Training: {tr.get('objective') or 'causal'} objective ({tr.get('mode') or 'pretrain'}, "
@@ -176,5 +143,9 @@ def render_summary(s: dict[str, Any]) -> str:
             f"  checkpoint: {tr['checkpoint']}",
             f"  TensorBoard: {tr.get('tensorboard')}",
         ]
-    lines += ["", "Stages:"] + [f"  {n:<10} {v['uri']}" for n, v in s["stages"].items() if v["committed"]]
+    lines += ["", "Stages:"] + [
+        f"  {n:<10} {v['uri']}  (code {v.get('code_version')})"
+        for n, v in s["stages"].items()
+        if v["committed"]
+    ]
     return "\n".join(lines)

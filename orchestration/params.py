@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any, get_args
 
+from airflow.sdk import Param
 from pydantic import BaseModel
 
 from core.config import PipelineConfig, deep_merge, load_config
@@ -46,6 +47,14 @@ PARAM_FIELDS = {
 }
 
 
+def nullable(kind: str, description: str, **schema: Any) -> Param:
+    """An optional param: empty (None) keeps the profile's value. Typed `[null, kind]`, because the
+    trigger form marks a non-nullable param without a value as required and disables Trigger."""
+    if "enum" in schema:
+        schema["enum"] = [None, *schema["enum"]]
+    return Param(None, type=["null", kind], description=description, **schema)
+
+
 def config_choices(section: str, field: str) -> list[str]:
     """The allowed values of a Literal config field, for a trigger form's drop-down (one source)."""
     section_model = PipelineConfig.model_fields[section].annotation
@@ -71,7 +80,19 @@ def sanitize_run_id(airflow_run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", airflow_run_id).strip("-.")[:128] or "run"
 
 
-def prepare_run(params: dict[str, Any], airflow_run_id: str) -> dict[str, str]:
+def rerun_from(params: dict[str, Any], dag: str) -> str:
+    """The `--rerun-from` stages (comma-separated) for `force` / `rerun_from`; "" reruns nothing."""
+    from core.registry import STAGES, dag_stages
+
+    if params.get("force"):
+        return ",".join(s.name for s in dag_stages(dag))
+    start = params.get("rerun_from") or ""
+    if start and start not in STAGES:
+        raise ValueError(f"param rerun_from: unknown stage {start!r}; known: {', '.join(STAGES)}")
+    return start
+
+
+def prepare_run(params: dict[str, Any], airflow_run_id: str, dag: str = "curation") -> dict[str, str]:
     """Validate everything up front; what the Spark tasks receive as arguments."""
     overrides = params_to_overrides(params)
     profile = params.get("profile") or None
@@ -82,6 +103,7 @@ def prepare_run(params: dict[str, Any], airflow_run_id: str) -> dict[str, str]:
         "profile": cfg.profile,
         "overrides_json": json.dumps(overrides, sort_keys=True),
         "driver_memory": cfg.spark.driver_memory,
+        "rerun_from": rerun_from(params, dag),
     }
 
 

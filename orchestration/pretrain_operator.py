@@ -35,17 +35,21 @@ class PretrainOperator(BaseOperator):
 
         params = dict(context.get("params") or {})
         upstream = upstream_from_params(params, context.get("triggering_asset_events"))
-        cfg = load_config(*merged_config_args(upstream, params))  # a bad param fails here, before Ray
+        profile, overrides_json = merged_config_args(upstream, params)
+        cfg = load_config(profile, overrides_json)  # a bad param fails here, before Ray
+        run_id, force = upstream["run_id"], bool(params.get("force"))
         if cfg.ray.address is None:
             from training.stage import pretrain_stage
 
-            return pretrain_stage(params, upstream)
-        return self._run_job(params, upstream)
+            return pretrain_stage(run_id, profile, overrides_json, force=force)
+        return self._run_job(run_id, profile, overrides_json, force, str(context.get("run_id") or ""))
 
-    def _run_job(self, params: dict[str, Any], upstream: dict[str, str]) -> dict[str, Any]:
+    def _run_job(
+        self, run_id: str, profile: str | None, overrides_json: str, force: bool, nonce: str
+    ) -> dict[str, Any]:
         from training.jobs_api import RayJobs, pretrain_job, repo_runtime_env
 
-        cfg, job_id, entrypoint = pretrain_job(params, upstream)
+        cfg, job_id, entrypoint = pretrain_job(run_id, profile, overrides_json, force=force, nonce=nonce)
         assert cfg.ray.address is not None
         self._jobs = RayJobs(cfg.ray.address, poll_s=self.poll_s)
         self._job_id = self._jobs.submit(job_id, entrypoint, repo_runtime_env())

@@ -18,11 +18,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from core.config import REPO_ROOT, load_config
+from core.registry import STAGES
 from demo.corpus import build_demo_corpus
 from demo.site import serve_directory
 from jobs.spark.runner import run_stage
 from jobs.spark.session import get_spark
-from jobs.spark.stages import STAGES
 
 
 def input_size(root: Path, stage: str) -> tuple[int, int]:

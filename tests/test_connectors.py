@@ -679,7 +679,8 @@ def test_iter_sources_every_kind_and_include_filter(tmp_path: Path) -> None:
 
 
 def test_run_ingest_writes_documents_and_rejects(tmp_path: Path) -> None:
-    from jobs.spark.stages import StageContext, run_ingest
+    from jobs.spark.frame import StageContext
+    from jobs.spark.sources import run_ingest
 
     cfg = load_config(overrides={"sources": _sources(tmp_path)})
     out = tmp_path / "out"

@@ -58,7 +58,40 @@ def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
     schema = {k: dag.params.get_param(k).schema for k in ("max_pages", "delay_s", "sources", "warc_paths")}
     assert schema["max_pages"]["minimum"] == 0 and schema["delay_s"]["maximum"] == 3600
     assert schema["sources"]["items"]["enum"] == ["books", "code", "papers", "social", "synthetic"]
-    assert schema["warc_paths"]["type"] == "array"
+    assert schema["warc_paths"]["type"] == ["null", "array"]
+
+
+def test_curation_tasks_and_edges_equal_the_registry(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from core.registry import dag_stages
+
+    dag = dagbag.get_dag("curation")
+    stages = dag_stages("curation")
+    assert set(dag.task_dict) == {s.name for s in stages} | {"prepare", "publish"}
+    edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
+    expected = {(i, s.name) for s in stages for i in s.inputs}
+    expected |= {("prepare", s.name) for s in stages if not s.inputs}
+    expected |= {("prepare", "publish"), ("shards", "publish")}
+    assert edges == expected
+
+
+def _empty(value: object) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+@pytest.mark.parametrize("dag_id", [p.stem for p in DAG_FILES])
+def test_trigger_form_accepts_the_defaults(dagbag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    """As the UI's trigger form judges a param: one whose type is not nullable is required, so it
+    needs a non-empty default, or the Trigger button stays disabled. Every param says what it is."""
+    import jsonschema
+
+    dag = dagbag.get_dag(dag_id)
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        types = param.schema.get("type")
+        nullable = "null" in types if isinstance(types, list) else types == "null"
+        assert nullable or not _empty(param.value), f"{dag_id}.{name}: required but empty by default"
+        assert param.description, f"{dag_id}.{name} has no description"
+        jsonschema.validate(param.value, param.schema)  # the default itself is valid
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
@@ -132,6 +165,7 @@ def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # typ
     assert schema["grad_accum"]["minimum"] == 1 and schema["steps"]["minimum"] == 0
     assert schema["use_gpu"]["type"] == "boolean" and schema["init_from"]["type"] == ["null", "string"]
     assert all(dag.params[k] is None for k in ("objective", "mode", "token_budget", "ray_address"))
+    assert schema["force"]["type"] == "boolean" and dag.params["force"] is False
 
 
 def test_pretrain_params_map_to_config_fields() -> None:
@@ -236,3 +270,21 @@ def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path:
         assert not (tmp_path / "runs/kill/pretrain/_MANIFEST.json").exists()
     finally:
         head_cm.__exit__(None, None, None)
+
+
+def test_force_and_rerun_from_params_reach_the_stages(tmp_path: Path) -> None:
+    from lmforge.commands import forced
+    from orchestration.params import prepare_run
+
+    base = {"overrides": {"storage": {"root": str(tmp_path)}}}
+    assert prepare_run(base, "manual__x")["rerun_from"] == ""
+    everything = prepare_run({**base, "force": True}, "manual__x")["rerun_from"]
+    assert all(forced(s, False, everything) for s in everything.split(","))
+    start = prepare_run({**base, "rerun_from": "quality"}, "manual__x")["rerun_from"]
+    assert [s for s in ("extract", "quality", "near_dedup", "shards") if forced(s, False, start)] == [
+        "quality",
+        "near_dedup",
+        "shards",
+    ]
+    with pytest.raises(ValueError, match="unknown stage 'bogus'"):
+        prepare_run({**base, "rerun_from": "bogus"}, "manual__x")

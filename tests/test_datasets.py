@@ -38,6 +38,7 @@ from core.storage import LocalStorage, Storage, StorageError, open_storage
 RUN, STAGE = "run-1", "quality"
 CONFIG = {"min_words": 50, "max_words": 100_000}
 INPUTS = {"extract": "f" * 64}
+CODE = "0123abcd"  # a stage's code version (core/code_version.py)
 FILES = ["data/part-00000.parquet", "data/part-00001.parquet", "rejected/part-00000.parquet", "stats.json"]
 
 
@@ -73,7 +74,7 @@ def _stage_output(root: Path, sizes: tuple[int, ...] = (3, 2), tag: str = "") ->
 def test_commit_then_read_manifest(tmp_path: Path) -> None:
     src = _stage_output(tmp_path / "out")
     storage = LocalStorage(str(tmp_path / "root"))
-    written = commit(storage, RUN, STAGE, src, config=CONFIG, inputs=INPUTS, stats={"kept": 5})
+    written = commit(storage, RUN, STAGE, src, config=CONFIG, inputs=INPUTS, stats={"kept": 5}, code=CODE)
     manifest = require_manifest(storage, RUN, STAGE)
     assert manifest == written
 
@@ -87,13 +88,14 @@ def test_commit_then_read_manifest(tmp_path: Path) -> None:
         assert f["rows"] == rows
     assert manifest.rows == {"data": 5, "rejected": 1}
     assert manifest.bytes == sum((stored / p).stat().st_size for p in FILES)
-    assert manifest.fingerprint == fingerprint(CONFIG, INPUTS)
+    assert manifest.fingerprint == fingerprint(CONFIG, INPUTS, CODE)
     assert (manifest.config, manifest.inputs, manifest.stats) == (CONFIG, INPUTS, {"kept": 5})
-    assert manifest.code_version and manifest.created_at > 0
+    assert manifest.code_version == CODE and manifest.created_at > 0
     # Bookkeeping files stay local; the manifest is the only extra object.
     assert storage.list(stage_prefix(RUN, STAGE)) == _keys([*FILES, MANIFEST])
 
-    assert is_current(storage, RUN, STAGE, fingerprint(CONFIG, INPUTS))
+    assert is_current(storage, RUN, STAGE, fingerprint(CONFIG, INPUTS, CODE))
+    assert not is_current(storage, RUN, STAGE, fingerprint(CONFIG, INPUTS, "other code"))
     assert not is_current(storage, RUN, STAGE, fingerprint({**CONFIG, "min_words": 51}, INPUTS))
     assert read_manifest(storage, RUN, "dedup") is None
     with pytest.raises(StorageError, match="stage 'dedup' of run 'run-1' is not committed"):

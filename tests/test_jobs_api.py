@@ -14,6 +14,7 @@ from ray.job_submission import JobStatus
 from core.config import StorageConfig
 from core.datasets import commit
 from core.storage import open_storage
+from orchestration.params import merged_config_args
 from tests.ray_head import RayHead, RayHeadUnavailable, ray_head
 from tests.test_training_ray import write_text_shards
 from training.jobs_api import (
@@ -126,9 +127,12 @@ def test_pretraining_runs_as_a_ray_job(jobs: RayJobs, cluster: RayHead, tmp_path
         "overrides": {"storage": {"root": str(tmp_path / "store")}, "train": train},
     }
     upstream = {"run_id": "jobrun", "profile": "", "overrides_json": "{}"}
-    cfg, job_id, entrypoint = pretrain_job(params, upstream)
+    profile, overrides_json = merged_config_args(upstream, params)
+    cfg, job_id, entrypoint = pretrain_job("jobrun", profile, overrides_json)
     assert cfg.ray.address == cluster.dashboard and job_id.startswith("lmforge-pretrain-jobrun-")
-    assert pretrain_job(params, upstream)[1] == job_id  # deterministic
+    assert pretrain_job("jobrun", profile, overrides_json)[1] == job_id  # deterministic
+    forced = pretrain_job("jobrun", profile, overrides_json, force=True, nonce="manual__2026")[1]
+    assert forced == f"{job_id}-force-manual__2026"  # a forced rerun never attaches to the old job
 
     result = jobs.wait(jobs.submit(job_id, entrypoint, repo_runtime_env()), timeout_s=200)
     assert result["run_id"] == "jobrun" and result["skipped"] is False and result["steps"] == 4

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import ConfigError, DocumentSource, load_config
+from core.config import ConfigError, DocumentSource, PipelineConfig, load_config
 from core.schema import DOCUMENT_SCHEMA, SOURCE_TYPES, document_id, make_document
+from core.stage_run import plan_stage
+from core.storage import LocalStorage
 from jobs.dedup.lines import ANNOTATION, line_key
-from jobs.spark.runner import stage_fingerprint
-from jobs.spark.stages import StageContext, run_dedup
+from jobs.spark.dedup import run_dedup
+from jobs.spark.frame import StageContext
 
 NEWS = "Subscribe to our newsletter for weekly updates."  # 47 chars: takes part
 OWN = "Nothing here is shared with any other document at all."
@@ -116,13 +118,18 @@ def test_line_key_normalises_and_skips_short_lines(line: str, key_of: str | None
     assert line_key(line, cfg.line_min_chars) == expected
 
 
-def test_defaults_and_fingerprint() -> None:
+def test_defaults_and_fingerprint(tmp_path: Path) -> None:
     cfg = load_config()
     dedup = cfg.dedup
     assert (dedup.repeated_lines, dedup.line_min_chars, dedup.line_sources) == (False, 30, ["web"])
     assert set(typing.get_args(DocumentSource)) == set(SOURCE_TYPES)
     on = load_config(overrides={"dedup": {"repeated_lines": True}})
-    assert stage_fingerprint("dedup", cfg, {})[1] != stage_fingerprint("dedup", on, {})[1]
+    storage = LocalStorage(str(tmp_path))
+
+    def fp(c: PipelineConfig) -> str:
+        return plan_stage(storage, "r", "dedup", c, inputs=(), sections=("dedup",), code="v1").fingerprint
+
+    assert fp(cfg) != fp(on)
 
 
 @pytest.mark.parametrize(

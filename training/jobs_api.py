@@ -180,39 +180,26 @@ def repo_runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
     return env
 
 
-def pretrain_fingerprint(cfg: PipelineConfig, shards_fingerprint: str) -> str:
-    """The fingerprint `training.stage.pretrain_stage` commits the pretrain dataset under."""
-    from core.datasets import fingerprint
-
-    conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
-    return fingerprint(conf, {"shards": shards_fingerprint})
-
-
-def pretrain_job(params: dict[str, Any], upstream: dict[str, str]) -> tuple[PipelineConfig, str, str]:
+def pretrain_job(
+    run_id: str, profile: str | None, overrides_json: str | None, *, force: bool = False, nonce: str = ""
+) -> tuple[PipelineConfig, str, str]:
     """(config, job id, entrypoint) for pretraining a run's committed shards on a cluster.
 
-    Fails here, before anything is submitted, on a bad config or uncommitted shards. The profile
-    is resolved on this side and passed on, so the job cannot pick another from its environment.
+    Fails here, before anything is submitted, on a bad config or uncommitted shards. The job id
+    carries the stage's fingerprint (core/plans.py, the same plan the stage commits under); a
+    forced rerun adds `nonce` (the Airflow run id), so it does not attach to the finished job. The
+    profile is resolved on this side and passed on, so the job cannot pick another from its
+    environment.
     """
     from core.config import load_config
-    from core.datasets import require_manifest
-    from orchestration.params import merged_config_args
+    from core.plans import plan_for
     from core.storage import open_storage
 
-    profile, overrides_json = merged_config_args(upstream, params)
-    cfg = load_config(profile, overrides_json)
-    shards = require_manifest(open_storage(cfg.storage), upstream["run_id"], "shards")
-    job_id = submission_id("pretrain", upstream["run_id"], pretrain_fingerprint(cfg, shards.fingerprint))
-    upstream = {**upstream, "profile": cfg.profile}
-    entrypoint = shlex.join(
-        [
-            "python",
-            "-m",
-            "training.submit_entry",
-            "--params",
-            json.dumps(params, sort_keys=True, default=str),
-            "--upstream",
-            json.dumps(upstream, sort_keys=True),
-        ]
-    )
+    cfg = load_config(profile or None, overrides_json or None)
+    plan = plan_for(open_storage(cfg.storage), run_id, "pretrain", cfg)
+    job_id = submission_id("pretrain", run_id, plan.fingerprint)
+    if force:
+        job_id = f"{job_id}-force-{re.sub(r'[^A-Za-z0-9_-]+', '-', nonce)[:40] or 'now'}"
+    args = ["--run-id", run_id, "--profile", cfg.profile, "--overrides", overrides_json or "{}"]
+    entrypoint = shlex.join(["python", "-m", "training.submit_entry", *args, *(["--force"] if force else [])])
     return cfg, job_id, entrypoint

@@ -1,54 +1,51 @@
-"""The pretraining stage: shards in, checkpoints and metrics out, committed like every stage."""
+"""The pretraining stage: shards in, checkpoints and metrics out, committed like every stage.
+
+`pretrain_stage` plans the stage from the registry (core/registry.py) and runs it through the same
+committed-stage protocol as the curation stages (core/stage_run.py); `train_work` is its adapter.
+The Ray Jobs path (training/jobs_api.py) derives its submission id from the same plan.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.datasets import commit, read_manifest, require_manifest, stage_prefix
-from orchestration.params import merged_config_args
+from core.config import PipelineConfig, load_config
+from core.datasets import stage_prefix
+from core.plans import plan_for
+from core.stage_run import Plan, run_committed
 from core.storage import open_storage
-from training.jobs_api import pretrain_fingerprint
 
-log = logging.getLogger("lmforge.pretrain")
+STAGE = "pretrain"
 
 
-def pretrain_stage(params: dict[str, Any], upstream: dict[str, str]) -> dict[str, Any]:
-    """Train on the run's shards unless a pretrain dataset with the same inputs+config exists."""
-    from core.config import load_config
+def train_work(cfg: PipelineConfig, plan: Plan, out: Path) -> dict[str, Any]:
+    """Train on the run's shards; metrics.json into `out`, checkpoints beside the stage's folder."""
+    from training.launch import run_pretraining
 
-    profile, overrides_json = merged_config_args(upstream, params)
-    cfg = load_config(profile, overrides_json)
-    run_id = upstream["run_id"]
-    storage = open_storage(cfg.storage)
-    shards = require_manifest(storage, run_id, "shards")
-    conf = {"train": cfg.train.model_dump(mode="json"), "ray": cfg.ray.model_dump(mode="json")}
-    inputs = {"shards": shards.fingerprint}
-    result = {"run_id": run_id, "profile": cfg.profile, "overrides_json": overrides_json}
-    fp = pretrain_fingerprint(cfg, shards.fingerprint)  # the Ray Jobs submission id uses it too
-    existing = read_manifest(storage, run_id, "pretrain")
-    if existing is not None and existing.fingerprint == fp:
-        log.info("pretrain of run %s already committed with this config: skipped", run_id)
-        return {**result, "skipped": True, **_brief(existing.stats)}
+    storage, run_id = open_storage(cfg.storage), plan.run_id
     # Local shards are read in place; S3 shards are streamed by the workers (ranged reads).
     local = storage.local_dir(stage_prefix(run_id, "shards"))
     shards_src = str(local) if local else storage.uri(stage_prefix(run_id, "shards"))
-    from training.launch import run_pretraining
+    ray_uri = storage.uri(f"{stage_prefix(run_id, STAGE)}-ray")
+    # The fingerprint in the name: Ray resumes a same-named run, which is right only for the same
+    # config, inputs and code.
+    metrics = run_pretraining(cfg, shards_src, ray_uri, name=f"pretrain-{run_id}-{plan.fingerprint[:12]}")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    return metrics
 
-    ray_uri = storage.uri(f"{stage_prefix(run_id, 'pretrain')}-ray")
-    # The fingerprint in the name: Ray resumes a same-named run, which is right only for the same config.
-    metrics = run_pretraining(cfg, shards_src, ray_uri, name=f"pretrain-{run_id}-{fp[:12]}")
-    out = Path(tempfile.mkdtemp(prefix="pretrain-"))
-    try:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
-        commit(storage, run_id, "pretrain", out, config=conf, inputs=inputs, stats=metrics)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return {**result, "skipped": False, **_brief(metrics)}
+
+def pretrain_stage(
+    run_id: str, profile: str | None, overrides_json: str | None, *, force: bool = False
+) -> dict[str, Any]:
+    """Train unless a pretrain dataset with the same inputs, config and code is committed."""
+    cfg = load_config(profile or None, overrides_json or None)
+    storage = open_storage(cfg.storage)
+    plan = plan_for(storage, run_id, STAGE, cfg)
+    manifest, skipped = run_committed(storage, plan, lambda out: train_work(cfg, plan, out), force=force)
+    result = {"run_id": run_id, "profile": cfg.profile, "overrides_json": overrides_json or "{}"}
+    return {**result, "skipped": skipped, **_brief(manifest.stats)}
 
 
 def _brief(stats: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ change needs no recompute. Reasons are prefixed by their rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from core.config import QualityConfig
@@ -87,3 +88,8 @@ def assess(row: dict[str, Any], cfg: QualityConfig) -> tuple[dict[str, Any], str
     ann = dict(row.get("annotations") or {})
     ann.update({f"quality.{k}": f"{v:.4g}" for k, v in stats.items()})
     return {**row, "annotations": ann}, reason
+
+
+def assess_with(cfg: QualityConfig) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
+    """`assess` bound to one config: the per-document rule the stage and `lmforge quality` apply."""
+    return lambda row: assess(row, cfg)

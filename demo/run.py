@@ -1,4 +1,4 @@
-"""`make demo`: build the demo corpus, serve its website on 127.0.0.1, run the curation DAG and
+"""`make demo` (`lmforge demo`): build the demo corpus, serve its website on 127.0.0.1, run the curation DAG and
 the pretraining DAG through Airflow (`airflow dags test` on a project-local SQLite DB), and print
 the run summary. The last line printed is the path of `summary.json`."""
 
@@ -39,13 +39,14 @@ def serve(site: Path):  # type: ignore[no-untyped-def]
         return serve_directory(site)  # port busy: any free port
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default="demo")
     p.add_argument("--corpus", type=Path, default=REPO_ROOT / ".demo" / "corpus")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the profile's)")
     p.add_argument("--synthetic", type=int, default=300, help="synthetic documents to generate")
-    args = p.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
     start = time.monotonic()
     print("Building the demo corpus:", build_demo_corpus(args.corpus), flush=True)
     print(
@@ -78,4 +79,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    main(parser.parse_args())

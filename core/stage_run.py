@@ -1,0 +1,112 @@
+"""The committed-stage protocol, once for every engine: resolve inputs, skip when current, commit.
+
+Curation stages (Spark, jobs/spark/runner.py) and pretraining (Ray, training/stage.py) both call
+`run_committed`. A stage is current when a manifest exists whose fingerprint (config sections,
+input fingerprints, code version) equals the one computed now; `force` reruns it anyway. The work
+writes into a fresh scratch folder that is committed only when the work returns (core/datasets.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import PipelineConfig
+from core.datasets import Manifest, commit, fingerprint, read_manifest, require_manifest
+from core.storage import LocalStorage, Storage
+
+log = logging.getLogger("lmforge.stage")
+_SPARK_PART = re.compile(r"^(part-\d+)-[0-9a-f-]{36}(-c\d+)")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a stage would run on: its input manifests, the config it depends on, its fingerprint."""
+
+    name: str
+    run_id: str
+    inputs: dict[str, Manifest]
+    config: dict[str, Any]
+    code: str
+    fingerprint: str
+
+
+def plan_stage(
+    storage: Storage,
+    run_id: str,
+    name: str,
+    cfg: PipelineConfig,
+    *,
+    inputs: tuple[str, ...],
+    sections: tuple[str, ...],
+    code: str,
+    external: dict[str, Any] | None = None,
+) -> Plan:
+    """Requires every input to be committed; the fingerprint covers config, inputs and code."""
+    manifests = {i: require_manifest(storage, run_id, i) for i in inputs}
+    conf: dict[str, Any] = {k: getattr(cfg, k).model_dump(mode="json") for k in sections}
+    if external is not None:
+        conf["external"] = external
+    fp = fingerprint(conf, {k: m.fingerprint for k, m in manifests.items()}, code)
+    return Plan(name, run_id, manifests, conf, code, fp)
+
+
+def current(storage: Storage, plan: Plan) -> Manifest | None:
+    """The committed manifest when it matches the plan's fingerprint (the stage can be skipped)."""
+    existing = read_manifest(storage, plan.run_id, plan.name)
+    return existing if existing is not None and existing.fingerprint == plan.fingerprint else None
+
+
+def normalise_names(out: Path) -> None:
+    """Spark part files carry a random UUID; strip it so reruns produce identical names."""
+    for path in list(out.rglob("part-*")):
+        path.rename(path.with_name(_SPARK_PART.sub(r"\1\2", path.name)))
+
+
+def scratch_dir(storage: Storage, run_id: str, name: str) -> Path:
+    """Beside the storage root when it is local (same filesystem, cheap commit), else in /tmp."""
+    base = (
+        Path(storage.root, ".scratch") if isinstance(storage, LocalStorage) else Path(tempfile.gettempdir())
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{run_id}-{name}-", dir=base))
+
+
+def run_committed(
+    storage: Storage, plan: Plan, work: Callable[[Path], dict[str, Any]], *, force: bool = False
+) -> tuple[Manifest, bool]:
+    """(manifest, skipped). `work(out)` writes the stage's files into `out` and returns its stats."""
+    existing = None if force else current(storage, plan)
+    if existing is not None:
+        log.info(
+            "stage %s of run %s is current (same config, inputs and code): skipped", plan.name, plan.run_id
+        )
+        return existing, True
+    out = scratch_dir(storage, plan.run_id, plan.name)
+    try:
+        start = time.monotonic()
+        stats = work(out)
+        stats["seconds"] = round(time.monotonic() - start, 3)
+        normalise_names(out)
+        inputs = {k: m.fingerprint for k, m in plan.inputs.items()}
+        manifest = commit(
+            storage,
+            plan.run_id,
+            plan.name,
+            out,
+            config=plan.config,
+            inputs=inputs,
+            stats=stats,
+            code=plan.code,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    log.info("stage %s committed: rows=%s bytes=%s", plan.name, manifest.rows, manifest.bytes)
+    return manifest, False

@@ -1,0 +1,66 @@
+"""`lmforge`: the one command line. Stage subcommands are read off the registry (core/registry.py).
+
+    lmforge stages                      the registry, one JSON line per stage
+    lmforge stage NAME --run-id R       run one stage (skipped when current; --force, --rerun-from)
+    lmforge run --run-id R              every stage in order, in this process (no Airflow)
+    lmforge report RUN                  write and print the run summary
+    lmforge demo                        build the demo corpus and run both DAGs through Airflow
+    lmforge extract|quality < docs.jsonl   a stage's per-document rule on your own JSON lines
+
+A later capability adds a subcommand with `@command(...)` in its own module, listed in `MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+MODULES = ("lmforge.commands",)  # modules whose @command functions become subcommands
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register `fn(args) -> exit status` as `lmforge NAME`."""
+
+    def register(fn: Handler) -> Handler:
+        _COMMANDS[name] = (help, arguments, fn)
+        return fn
+
+    return register
+
+
+def config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help="config profile (default: LMFORGE_PROFILE or local)")
+    p.add_argument("--overrides", default=None, help="JSON object of config overrides, nested")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in MODULES:
+        importlib.import_module(module)
+    parser = argparse.ArgumentParser(prog="lmforge", description=(__doc__ or "").split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, arguments, fn) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        arguments(p)
+        p.set_defaults(handler=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.handler(args))
+    except (ValueError, OSError) as err:  # config, storage and input errors: one readable line
+        print(f"lmforge {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str, sort_keys=True), flush=True)
