@@ -4,21 +4,24 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKED := core jobs training dags orchestration demo lmforge
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test bench bench-dedup-scale lint format clean
+.PHONY: venv demo test bench bench-dedup-scale lint typecheck check format clean
 
 venv: $(STAMP)
 
-# Reinstalls only when requirements.txt changes.
-$(STAMP): requirements.txt
+# Reinstalls only when requirements.txt or pyproject.toml changes. `pip install -e .` puts the
+# `lmforge` command into .venv/bin (no dependencies: they are the pins of requirements.txt).
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m scripts.demo
+	$(VENV)/bin/lmforge demo
 
 test: venv
 	$(PY) -m pytest -q tests
@@ -33,6 +36,12 @@ bench-dedup-scale: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy $(CHECKED)
+
+# What CI runs before the tests.
+check: lint typecheck
 
 format: venv
 	$(VENV)/bin/ruff format .

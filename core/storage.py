@@ -10,9 +10,10 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.config import StorageConfig
 
@@ -34,7 +35,7 @@ def safe_key(key: str) -> str:
     return posixpath.normpath(key)
 
 
-class Storage:
+class Storage(ABC):
     """Base interface; `open_storage` returns the backend for the configured root."""
 
     root: str
@@ -42,13 +43,21 @@ class Storage:
     def uri(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{safe_key(key)}"
 
+    @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None: ...
+    @abstractmethod
     def read_bytes(self, key: str) -> bytes: ...
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
+    @abstractmethod
     def list(self, prefix: str) -> list[str]: ...
+    @abstractmethod
     def delete_prefix(self, prefix: str) -> None: ...
+    @abstractmethod
     def upload_file(self, local: Path, key: str) -> None: ...
+    @abstractmethod
     def download_file(self, key: str, local: Path) -> None: ...
+    @abstractmethod
     def arrow_fs(self) -> tuple[pyarrow.fs.FileSystem, str]: ...
 
     def local_dir(self, prefix: str) -> Path | None:
@@ -141,7 +150,7 @@ class S3Storage(Storage):
         key = safe_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
         try:

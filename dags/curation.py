@@ -129,7 +129,7 @@ def curation() -> None:
         return info
 
     read = {i for s in STAGES for i in s.inputs}
-    [tasks[s.name] for s in STAGES if s.name not in read] >> publish(prepared_run)
+    [tasks[s.name] for s in STAGES if s.name not in read] >> publish(prepared_run)  # type: ignore[arg-type]  # TaskFlow resolves XComArgs
 
 
 curation()

@@ -72,7 +72,7 @@ def pretrain() -> None:
 
         return write_summary(trained["run_id"], trained["profile"], trained["overrides_json"])
 
-    report(PretrainOperator(task_id="train").output)
+    report(PretrainOperator(task_id="train").output)  # type: ignore[arg-type]  # TaskFlow resolves XComArgs
 
 
 pretrain()

@@ -1,6 +1,6 @@
-"""`make demo` (`lmforge demo`): build the demo corpus, serve its website on 127.0.0.1, run the curation DAG and
-the pretraining DAG through Airflow (`airflow dags test` on a project-local SQLite DB), and print
-the run summary. The last line printed is the path of `summary.json`."""
+"""`make demo` (`lmforge demo`): build the demo corpus, serve its website on 127.0.0.1, run the
+curation DAG and the pretraining DAG through Airflow (`airflow dags test` on a project-local SQLite
+DB), and print the run summary. The last line printed is the path of `summary.json`."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from orchestration.airflow_env import airflow_environ
 from core.config import REPO_ROOT, load_config
-from jobs.report import render_summary
 from core.storage import open_storage
 from demo.corpus import build_demo_corpus
+from demo.site import LocalSite, serve_directory
 from demo.sources import build_registry_sources
-from demo.site import serve_directory
+from jobs.report import render_summary
+from orchestration.airflow_env import airflow_environ
 
 DEMO_PORT = 8765  # fixed, so a rerun has the same seeds and skips committed stages
 # Real Common Crawl data beside the project, when this machine has it (never required).
@@ -32,7 +33,7 @@ def airflow(args: list[str], env: dict[str, str]) -> None:
         raise SystemExit(f"demo failed: `airflow {args[0]} {args[1]}` exited with {done.returncode}")
 
 
-def serve(site: Path):  # type: ignore[no-untyped-def]
+def serve(site: Path) -> AbstractContextManager[LocalSite]:
     try:
         return serve_directory(site, port=DEMO_PORT)
     except OSError:

@@ -1,7 +1,7 @@
 """Launch a pretraining run on Ray Train: a local Ray by default, a cluster when an address is set.
 
 The driver validates the shards first (a missing meta.json should fail here, not on every worker
-after a Ray start) and turns the Ray `Result` into a plain dict for Airflow and the scaling study.
+after a Ray start) and turns the Ray `Result` into a plain dict for Airflow and the run summary.
 """
 
 from __future__ import annotations

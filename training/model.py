@@ -22,8 +22,8 @@ Attn = Literal["causal", "bidirectional", "prefix"]
 PrefixKV = Sequence[tuple[torch.Tensor, torch.Tensor]]
 IGNORE_INDEX = -100  # targets at this value add nothing to the loss (PyTorch's cross_entropy default)
 
-# Named sizes used by TrainConfig.model_size and the scaling study. Parameter counts with the tied
-# head, GPT-2's vocabulary (50,257) and a 1,024-token context:
+# Named sizes for TrainConfig.model_size (also the natural grid for a scaling-law sweep). Parameter
+# counts with the tied head, GPT-2's vocabulary (50,257) and a 1,024-token context:
 #   gpt2-small  124,439,808 (GPT-2 small, Radford et al. 2019)
 #   gpt2-medium 354,823,168 (GPT-2 medium)
 #   1b        1,011,476,480 (width 2048 and head size 128 as GPT-3 XL, Brown et al. 2020, and
