@@ -6,9 +6,10 @@ training/stage.py, both through core/plans.py) and the pipeline tests all read t
 else lists stages. It names code by "module:function" strings, so core imports no stage code and
 DAG files can read it without heavy imports.
 
-Adding a filter: a module of plain rules under jobs/filters/ (a function `row -> (row, reason)`),
-an adapter that maps it over the input (`jobs/spark/curate.py` shows the three-line form), and one
-`Stage(...)` line below. This module imports nothing heavy: DAG files parse it.
+Adding a filter: a module of plain rules under jobs/filters/ (`assess_with(cfg)` giving a function
+`row -> (row, reason)`) and one `Stage(...)` line below naming it as `row_logic`, with the generic
+adapter `jobs.spark.curate:run_row_logic` (its config section goes into core/config.py). This
+module imports nothing heavy: DAG files parse it.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ STAGES: dict[str, Stage] = {
             summary=("files", "records", "documents", "rejected_by_reason", "bad_records:len"),
         ),
         Stage(
-            "extract", ("crawl", "ingest", "warc"), ("extract",), "jobs.spark.curate:run_extract",
+            "extract", ("crawl", "ingest", "warc"), ("extract",), "jobs.spark.curate:run_row_logic",
             logic=("jobs.extract.html",), row_logic="jobs.extract.html:extract_row_with",
             description="HTML to main text (trafilatura or resiliparse), title, language, links",
             funnel=True,
@@ -84,7 +85,7 @@ STAGES: dict[str, Stage] = {
             funnel=True,
         ),
         Stage(
-            "quality", ("dedup",), ("quality",), "jobs.spark.curate:run_quality",
+            "quality", ("dedup",), ("quality",), "jobs.spark.curate:run_row_logic",
             logic=("jobs.filters.quality",), row_logic="jobs.filters.quality:assess_with",
             description="Gopher rules for prose, Codex/StarCoder rules for code",
             funnel=True,

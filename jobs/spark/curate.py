@@ -1,24 +1,26 @@
-"""Adapters of the per-document stages: each maps a plain rule (`row -> (row, reason)`) over its input.
+"""The generic adapter of per-document stages: a registry stage's `row_logic` mapped over its inputs.
 
-A new filter needs only this shape: read the input, `map_rows` its rule, `write_split`.
+A stage whose rule is a plain function `row -> (row, reason)` needs no adapter of its own: the
+registry names this one, and the rule (bound to the stage's first config section) is mapped over
+the union of its inputs' kept documents, kept and rejected rows written apart.
 """
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import Any
 
+from core.plans import resolve
+from core.registry import STAGES
 from jobs.spark.arrow_map import map_rows
 from jobs.spark.frame import StageContext, docs, write_split
 
 
-def run_extract(ctx: StageContext) -> dict[str, Any]:
-    from jobs.extract.html import extract_row_with
-
-    df = docs(ctx, "crawl").unionByName(docs(ctx, "ingest")).unionByName(docs(ctx, "warc"))
-    return write_split(map_rows(df, extract_row_with(ctx.cfg.extract), "extract"), ctx)
-
-
-def run_quality(ctx: StageContext) -> dict[str, Any]:
-    from jobs.filters.quality import assess_with
-
-    return write_split(map_rows(docs(ctx, "dedup"), assess_with(ctx.cfg.quality), "quality"), ctx)
+def run_row_logic(ctx: StageContext) -> dict[str, Any]:
+    stage = STAGES[ctx.name]
+    if not stage.row_logic:
+        raise ValueError(f"stage {stage.name!r} declares no row_logic for the generic adapter")
+    frames = [docs(ctx, i) for i in stage.inputs]
+    df = reduce(lambda a, b: a.unionByName(b), frames)
+    rule = resolve(stage.row_logic)(getattr(ctx.cfg, stage.config[0]))
+    return write_split(map_rows(df, rule, stage.name), ctx)

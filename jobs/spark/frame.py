@@ -20,6 +20,7 @@ class StageContext:
     inputs: dict[str, Path]  # committed input stage -> local directory
     manifests: dict[str, Manifest]
     out: Path
+    name: str = ""  # the registry stage being run (the generic adapter reads its entry)
 
 
 def docs(ctx: StageContext, stage: str) -> DataFrame:

@@ -42,6 +42,6 @@ def run_stage(
             )
         cache = Path(tempfile.gettempdir(), "lmforge-cache")
         inputs = {i: materialize(storage, m, cache) for i, m in plan.inputs.items()}
-        return resolve(stage(name).adapter)(StageContext(session, cfg, inputs, plan.inputs, out))
+        return resolve(stage(name).adapter)(StageContext(session, cfg, inputs, plan.inputs, out, name))
 
     return run_committed(storage, plan, work, force=force)
