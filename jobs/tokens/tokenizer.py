@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from core.config import TokenizerConfig
 
@@ -18,7 +19,7 @@ SENTINELS = [f"<|extra_id_{i}|>" for i in range(100)]  # T5 has 100 span sentine
 SPECIAL_TOKENS = [EOS, PAD, MASK, *SENTINELS]
 
 
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_file: Path) -> dict[str, int]:
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_file: Path) -> dict[str, Any]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
