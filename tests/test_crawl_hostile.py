@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from core.config import ConfigError, CrawlConfig, load_config
-from jobs.crawl.crawler import Scope, crawl, crawl_host
+from core.fetch_record import FETCH_LOG_SCHEMA, FetchRecord
+from jobs.crawl.crawler import Scope, crawl_host
+from jobs.spark.crawl import crawl
 from tests.hostile_web import CP1252_TEXT, LATIN1_TEXT, HostileWeb, serve_hostile_web
 
 DELAY_S = 0.2
@@ -255,14 +258,20 @@ def test_opt_outs_recorded_but_not_honoured_and_page_limits(spark, hostile_web, 
     assert stats["skipped_optout"] == 0 and stats["pages_fetched"] == 6
 
 
+def test_fetch_record_row_is_the_fetch_log_schema() -> None:
+    rec = FetchRecord("http://h/a", "h", 1, decision="fetched", final_url="http://h/a", html="<p>x</p>")
+    assert list(rec.to_row()) == FETCH_LOG_SCHEMA.names  # html, charset, links stay out of the log
+    assert pa.Table.from_pylist([rec.to_row()], schema=FETCH_LOG_SCHEMA).to_pylist()[0] == rec.to_row()
+
+
 def test_unreachable_host_is_a_decision_not_a_crash(tmp_path: Path) -> None:
     cfg = CrawlConfig(allow_loopback=True, timeout_s=1, max_retries=0)
     scope = Scope.from_config(cfg, ["http://127.0.0.1:9/"])
     recs, state = crawl_host(("127.0.0.1:9", ["http://127.0.0.1:9/x"], None), cfg, scope, 0, str(tmp_path))
     # robots.txt unreachable => complete disallow (RFC 9309 section 2.3.1.4): nothing else is asked
-    assert recs[0]["decision"] == "robots_disallowed"
-    assert recs[0]["error_detail"] == "robots_unreachable:connection_refused"
-    assert state.requests == 1 and (tmp_path / recs[0]["warc_file"]).is_file()
+    assert recs[0].decision == "robots_disallowed"
+    assert recs[0].error_detail == "robots_unreachable:connection_refused"
+    assert state.requests == 1 and recs[0].warc_file and (tmp_path / recs[0].warc_file).is_file()
 
 
 @pytest.mark.parametrize(

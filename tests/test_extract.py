@@ -12,9 +12,9 @@ import pytest
 
 from core.config import ConfigError, ExtractConfig, load_config
 from core.schema import documents_table, make_document
-from jobs.spark.arrow_map import split_rows
-from jobs.web.charset import codec_name, decode_html, meta_charset
 from jobs.extract.html import detect_language, extract_row, extract_row_with, html_to_text, outgoing_links
+from jobs.spark.arrow_map import split_rows
+from jobs.web.charset import Decoded, codec_name, decode, meta_charset
 
 EXTRACTORS = ["trafilatura", "resiliparse"]
 PAGE_URL = "http://docs.local/json.html"
@@ -161,6 +161,7 @@ def test_base_href_is_honoured() -> None:
     assert json.loads(out["annotations"]["extract.links"]) == ["http://cdn.example/docs/x.html"]
 
 
+UTF8_STRAY = b"Gr\xc3\xbc\xc3\x9fe au\xffs " + ("Köln, Straße und Bücher. " * 4).encode()
 SENTENCE = "Café crème brûlée à la française, naïve façade, déjà vu. Über größer Straße.\n" * 3
 
 
@@ -168,15 +169,16 @@ def test_latin1_page_declared_utf8_is_decoded_by_detection() -> None:
     page = (
         f"<html><head><meta charset='utf-8'><title>Café</title></head><body><p>{SENTENCE}</p></body></html>"
     )
-    text, charset = decode_html(page.encode("latin-1"), "utf-8")
-    assert (text, charset) == (page, "cp1252")
+    decoded = decode(page.encode("latin-1"), "utf-8")
+    text = decoded.text
+    assert (text, decoded.codec, decoded.source) == (page, "cp1252", "detected")
     out, _ = _extract(text)
     assert out["annotations"]["extract.title"] == "Café" and "brûlée à la française" in out["text"]
 
 
 def test_cp1252_page_without_declaration() -> None:
     page = f"<html><body><p>“{SENTENCE}” — 10 €</p></body></html>"
-    assert decode_html(page.encode("cp1252"), None) == (page, "cp1252")
+    assert decode(page.encode("cp1252")) == Decoded(page, "cp1252", "detected")
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,7 @@ def test_cp1252_page_without_declaration() -> None:
             b'<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
             + "東京".encode("shift_jis"),
             None,
-            ('<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">東京', "shift_jis"),
+            ('<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">東京', "cp932"),
         ),
         (
             "Это тестовая страница на русском языке.".encode("cp1251"),
@@ -196,30 +198,40 @@ def test_cp1252_page_without_declaration() -> None:
         ),
         (b"\xef\xbb\xbfBOM wins", "latin-1", ("BOM wins", "utf-8")),  # HTML Standard: a BOM beats the header
         (b"caf\xe9", "iso-8859-1", ("café", "cp1252")),  # Encoding Standard: latin-1 means windows-1252
-        (
-            b"\x81 byte",
-            "iso-8859-1",
-            ("\x81 byte", "iso8859-1"),
-        ),  # undefined in windows-1252: literal latin-1
+        (b"\x81 byte", "iso-8859-1", ("\x81 byte", "cp1252")),  # index-windows-1252: 0x81 is U+0081
         (b"plain", "no-such-charset", ("plain", "utf-8")),
         (b"", None, ("", "utf-8")),
+        # Encoding Standard: gb2312 means GBK, which has 镕 (Python's gb2312 has not)
+        ('<meta charset="gb2312">中文 镕'.encode("gbk"), None, ('<meta charset="gb2312">中文 镕', "gbk")),
+        (b"<meta charset=utf-16>caf\xc3\xa9", None, ("<meta charset=utf-16>café", "utf-8")),  # prescan rule
+        (b"<meta charset=base64>ok", None, ("<meta charset=base64>ok", "utf-8")),  # not a charset: ignored
+        # detectors guess cp1006/cp852 for a few Latin bytes: not Encoding Standard encodings, so the
+        # windows-1252 default
+        (b"na\xefve fa\xe7ade", None, ("naïve façade", "cp1252")),
+        # UTF-8 but for one byte: UTF-8 with U+FFFD for it, not the whole page as windows-1252
+        (UTF8_STRAY, "utf-8", (UTF8_STRAY.decode("utf-8", "replace"), "utf-8")),
     ],
 )
 def test_decode_html(body: bytes, declared: str | None, expected: tuple[str, str]) -> None:
-    assert decode_html(body, declared) == expected
+    decoded = decode(body, declared)
+    assert (decoded.text, decoded.codec) == expected
 
 
 def test_charset_labels() -> None:
     assert meta_charset(b"<html><head><meta charset='windows-1251'>") == "windows-1251"
     assert meta_charset(b" " * 2000 + b"<meta charset=utf-8>") is None  # past the 1024-byte prescan
-    assert [codec_name(x) for x in ("UTF8", "latin1", "x-sjis", "US-ASCII", "bogus", None)] == [
-        "utf-8",
-        "cp1252",
-        "shift_jis",
-        "cp1252",
-        None,
-        None,
-    ]
+    expected = {
+        "UTF8": "utf-8",
+        "latin1": "cp1252",
+        "US-ASCII": "cp1252",
+        "x-sjis": "cp932",  # Encoding Standard: Shift_JIS is windows-31j
+        "gb2312": "gbk",
+        "tis-620": "cp874",
+        "windows-874": "cp874",
+        "bogus": None,
+        "base64": None,  # a Python bytes transform, not a charset
+    }
+    assert {label: codec_name(label) for label in expected} == expected and codec_name(None) is None
 
 
 def test_config_names_bad_extractor() -> None:

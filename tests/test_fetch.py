@@ -16,13 +16,10 @@ from core.config import CrawlConfig
 from jobs.crawl.fetch import (
     BlockedAddress,
     HostClient,
-    canonical_url,
     check_address,
-    decode_body,
     extract_links,
     http_get,
     parse_retry_after,
-    sniff_content_type,
 )
 from jobs.crawl.optout import (
     RobotsRules,
@@ -33,6 +30,9 @@ from jobs.crawl.optout import (
     robots_directives,
     tdmrep_match,
 )
+from jobs.web.charset import Decoded, decode
+from jobs.web.mime import sniff_content_type
+from jobs.web.urls import canonical_url
 
 UA = "LMForgeBot/0.1 (+https://github.com/lmforge)"
 
@@ -58,6 +58,7 @@ def test_extract_links_resolves_and_filters() -> None:
     html = '<a href="b.html#x">b</a><a href="mailto:x@y">m</a><a href="/c">c</a><a href="b.html">again</a><a'
     assert extract_links("http://h/dir/a.html", html) == ["http://h/c", "http://h/dir/b.html"]
     assert extract_links("http://h/a/", '<base href="/z/"><a href="y">') == ["http://h/z/y"]
+    assert extract_links("http://h/", '<a href="http://[::1">bad</a><a href="HTTP://H/Y">') == ["http://h/Y"]
 
 
 @pytest.mark.parametrize(
@@ -233,13 +234,14 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:  #
     ],
 )
 def test_decode_body(body: bytes, declared: str | None, text: str, source: str) -> None:
-    assert decode_body(body, declared)[0] == text and decode_body(body, declared)[2] == source
+    decoded = decode(body, declared)
+    assert (decoded.text, decoded.source) == (text, source)
 
 
 def test_decode_body_truncated_inside_a_character() -> None:
     cut = "ok é".encode()[:-1]
-    assert decode_body(cut, "utf-8", cut=True) == ("ok ", "utf-8", "header")
-    assert decode_body(cut, "utf-8")[2] == "detected"  # a complete body ending so is not UTF-8
+    assert decode(cut, "utf-8", cut=True) == Decoded("ok ", "utf-8", "header")
+    assert decode(cut, "utf-8").source == "detected"  # a complete body ending so is not UTF-8
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ def test_books_encodings_binary_and_empty(tmp_path: Path) -> None:
     got = {Path(d["origin"]).name: (d, reason) for d, reason in iter_books(tmp_path)}
     assert got["gutenberg:1"][0]["license"] == "PD" and got["gutenberg:1"][1] is None
     latin, reason = got["latin1.txt"]
-    assert latin["text"] == "Caf\u00e9 cr\u00e8me" and latin["annotations"]["ingest.encoding"] == "latin-1"
+    assert latin["text"] == "Caf\u00e9 cr\u00e8me" and latin["annotations"]["ingest.encoding"] == "cp1252"
     assert reason is None
     assert got["binary.txt"][1] == "ingest_binary_file"
     assert got["empty.txt"][1] == "ingest_empty_file"

@@ -7,10 +7,8 @@ the WARC writer. The crawl job decides what to request; this module only talks H
 
 from __future__ import annotations
 
-import codecs
 import http.client
 import ipaddress
-import re
 import socket
 import ssl
 import time
@@ -18,51 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 from core.config import CrawlConfig
-
-# Click and campaign identifiers that never change the page (w3lib `url_query_cleaner` practice).
-_TRACKING = re.compile(
-    r"^(utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|igshid|mc_cid|mc_eid|_hsenc|_hsmi)$", re.I
-)
-_HEX = re.compile(r"%[0-9a-fA-F]{2}")
-_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.I)
-_META_CHARSET = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([\w.:-]+)""", re.I)
-# Encoding Standard (WHATWG), "names and labels": browsers decode these labels as windows-1252.
-_WHATWG = {"iso8859-1": "cp1252", "ascii": "cp1252"}
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-# MIME Sniffing Standard (WHATWG) section 7.1: tags that mark an unlabeled body as HTML.
-_HTML_START = re.compile(
-    rb"^\s*<(!doctype html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p|!--)[\s>]",
-    re.I,
-)
-_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+from jobs.web.mime import parse_content_type
+from jobs.web.urls import absolute_url, http_url
 
 
 class BlockedAddress(Exception):
     """The target resolves to an address the crawl may not reach (the reason is the message)."""
-
-
-def canonical_url(url: str) -> str:
-    """One spelling per page, so variants are fetched once.
-
-    Lower-case scheme and host, no default port or fragment, '/' for an empty path, upper-case
-    percent-escapes (RFC 3986 section 6.2.2); tracking parameters removed and the rest sorted.
-    """
-    parts = urlsplit(urldefrag(url.strip())[0])
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    if ":" in host:
-        netloc = f"[{host}]" if port in (None, default) else f"[{host}]:{port}"
-    params = sorted(p for p in parts.query.split("&") if p and not _TRACKING.match(p.split("=", 1)[0]))
-    path = _HEX.sub(lambda m: m.group(0).upper(), parts.path or "/")
-    return urlunsplit((scheme, netloc, path, "&".join(params), ""))
 
 
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
@@ -112,13 +74,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
-def sniff_content_type(body: bytes) -> str:
-    """Type of an unlabeled body (MIME Sniffing Standard, section 7.1, reduced to HTML/text/binary)."""
-    if _HTML_START.match(body[:512]):
-        return "text/html"
-    return "application/octet-stream" if _BINARY.search(body[:512]) else "text/plain"
-
-
 @dataclass
 class Exchange:
     """One GET and what came back; `status` 0 means no response (see `error`)."""
@@ -142,13 +97,11 @@ class Exchange:
 
     @property
     def mime(self) -> str | None:
-        value = (self.header("content-type") or "").split(";")[0].strip().lower()
-        return value or None
+        return parse_content_type(self.header("content-type"))[0]
 
     @property
     def charset(self) -> str | None:
-        m = _CHARSET.search(self.header("content-type") or "")
-        return m.group(1) if m else None
+        return parse_content_type(self.header("content-type"))[1]
 
 
 def _fail(ex: Exchange, error: str, detail: str | None = None) -> Exchange:
@@ -296,45 +249,11 @@ class HostClient:
             location = ex.header("location")
             if not (300 <= ex.status < 400 and location):
                 return ex
-            url = canonical_url(urljoin(url, location))
+            url = absolute_url(url, location)
             if url in seen:
                 return _fail(ex, "redirect_loop", url)
             seen.add(url)
         return _fail(ex, "too_many_redirects", url)
-
-
-def decode_body(body: bytes, declared: str | None, cut: bool = False) -> tuple[str, str, str]:
-    """(text, codec, source): BOM, HTTP charset, `<meta>` charset (first 1024 bytes), UTF-8, detection.
-
-    Order from the HTML Standard section 13.2.3.2 and its windows-1252 default; unlike a browser,
-    a declaration that does not decode strictly is skipped (latin-1 served as UTF-8 is common).
-    `cut`: the body was truncated, so an incomplete last character is not a decoding failure.
-    """
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom) :].decode(codec, "replace"), codec, "bom"
-    meta = _META_CHARSET.search(body[:1024])
-    meta_label = meta.group(1).decode("ascii") if meta else None
-    for label, source in ((declared, "header"), (meta_label, "meta"), ("utf-8", "utf-8")):
-        name = _codec(label)
-        if name:
-            try:
-                return body.decode(name), name, source
-            except UnicodeDecodeError as err:
-                if cut and err.reason == "unexpected end of data":  # a character cut by `max_bytes`
-                    return body[: err.start].decode(name, "replace"), name, source
-    from jobs.web.charset import decode_html  # uchardet / charset-normalizer when nothing declared fits
-
-    text, name = decode_html(body, None)
-    return text, name, "detected"
-
-
-def _codec(label: str | None) -> str | None:
-    try:
-        name = codecs.lookup(label.strip().lower()).name if label else None
-    except LookupError:
-        return None
-    return _WHATWG.get(name, name) if name else None
 
 
 class _PageParser(HTMLParser):
@@ -370,8 +289,8 @@ def parse_html(base_url: str, html: str) -> Page:
     except Exception:
         pass
     base = urljoin(base_url, parser.base) if parser.base else base_url
-    links = {canonical_url(urljoin(base, href.strip())) for href in parser.hrefs}
-    return Page(sorted(u for u in links if u.startswith(("http://", "https://"))), parser.metas)
+    links = {http_url(base, href) for href in parser.hrefs}
+    return Page(sorted(u for u in links if u), parser.metas)
 
 
 def extract_links(base_url: str, html: str) -> list[str]:

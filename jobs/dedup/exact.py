@@ -30,7 +30,7 @@ def normalized_hash(text: str) -> str:
 def annotate_hash(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     ann = {**(row.get("annotations") or {}), "dedup.text_sha256": normalized_hash(row["text"] or "")}
     if row["source_type"] == "web" and (row.get("origin") or "").lower().startswith(("http://", "https://")):
-        from jobs.crawl.fetch import canonical_url
+        from jobs.web.urls import canonical_url
 
         ann["dedup.url"] = canonical_url(row["origin"])
     return {**row, "annotations": ann}, None

@@ -20,10 +20,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urljoin
 
 from core.config import ExtractConfig
-from jobs.crawl.fetch import canonical_url
+from jobs.web.urls import http_url
 
 Row = dict[str, Any]
 LANGID_CHARS = 20_000  # py3langid's score is stable by then (measured on pydoc pages); caps the cost
@@ -95,25 +94,16 @@ def html_to_text(html: str, extractor: str = "trafilatura") -> tuple[str, str]:
 def outgoing_links(page_url: str, hrefs: list[str], base: str | None = None, limit: int = 200) -> list[str]:
     """Absolute http(s) links, canonical and deduplicated, in page order, at most `limit`; links
     back to the page itself (`#section` anchors) are not outgoing and are left out."""
-    root = _resolve(page_url, base) if base else page_url
-    itself = _resolve(page_url, "")
+    root = http_url(page_url, base) if base else page_url
+    itself = http_url(page_url, "")
     links: dict[str, None] = {}
     for href in dict.fromkeys(hrefs):  # pages repeat hrefs (menus, `#anchors`): resolve each once
         if len(links) >= limit:
             break
-        url = _resolve(root or page_url, href)
+        url = http_url(root or page_url, href)
         if url and url != itself:
             links[url] = None
     return list(links)
-
-
-def _resolve(root: str, href: str) -> str | None:
-    """Canonical absolute http(s) URL of `href` on `root`, None for other schemes or junk."""
-    try:
-        url = urljoin(root, href.strip())
-        return canonical_url(url) if url.startswith(("http://", "https://")) else None
-    except ValueError:  # an invalid port or IPv6 literal
-        return None
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.config import SourcesConfig
-from jobs.readers.connectors import Ingested, decode_bytes, read_text
+from jobs.readers.connectors import Ingested, read_text
 from jobs.readers.connectors.books import iter_books
 from jobs.readers.connectors.code import iter_code
 from jobs.readers.connectors.papers import iter_papers
@@ -19,7 +19,6 @@ from jobs.readers.connectors.synthetic import iter_synthetic
 
 __all__ = [
     "Ingested",
-    "decode_bytes",
     "iter_books",
     "iter_code",
     "iter_papers",

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.recordloader import ArcWarcRecord
 
 from core.schema import make_document
-from jobs.web.charset import codec_name, decode_html
+from jobs.web.charset import codec_name, decode
+from jobs.web.mime import parse_content_type
+from jobs.web.urls import host
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 DOCUMENT_RECORDS = ("response", "resource", "conversion")
@@ -221,17 +222,10 @@ def _wants_body(rec: ArcWarcRecord) -> bool:
 def _media_type(rec: ArcWarcRecord) -> tuple[str, str | None]:
     """(mime type, charset) from the HTTP headers, or the record header for resource records."""
     headers = rec.http_headers if rec.http_headers is not None else rec.rec_headers
-    value = headers.get_header("Content-Type") or ""
-    mime, _, params = value.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset":
-            charset = val.strip().strip("\"'") or None
-    mime = mime.strip().lower()
-    if rec.http_headers is None and mime.startswith("application/http"):
-        mime = ""
-    return mime, charset
+    mime, charset = parse_content_type(headers.get_header("Content-Type"))
+    if rec.http_headers is None and (mime or "").startswith("application/http"):
+        return "", charset
+    return mime or "", charset
 
 
 def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
@@ -241,7 +235,7 @@ def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
     mime, declared = _media_type(rec)
     ann = _annotations(record, file, stats)
     fields: dict[str, Any] = {
-        "domain": (urlsplit(origin).hostname or "").lower() or None,
+        "domain": host(origin) or None,
         "fetched_at": _parse_date(headers.get_header("WARC-Date")),
         "annotations": ann,
     }
@@ -261,10 +255,11 @@ def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
 
 def _decode(body: bytes, declared: str | None, ann: dict[str, str]) -> str:
     """Decode, noting the charset used and, when it was not usable, the one declared."""
-    text, ann["warc.charset"] = decode_html(body, declared)
-    if declared and codec_name(declared) != ann["warc.charset"]:
+    decoded = decode(body, declared)
+    ann["warc.charset"] = decoded.codec
+    if declared and codec_name(declared) != decoded.codec:
         ann["warc.declared_charset"] = declared
-    return text
+    return decoded.text
 
 
 def _reason(record: _Record) -> str | None:

@@ -17,7 +17,7 @@ INGEST_BATCH_ROWS = 2000
 
 
 def run_crawl(ctx: StageContext) -> dict[str, Any]:
-    from jobs.crawl.crawler import crawl
+    from jobs.spark.crawl import crawl
 
     return crawl(ctx.spark, ctx.cfg.crawl, ctx.out)
 

@@ -11,56 +11,40 @@ Local files are not fetched, so `fetched_at` stays empty; `created_at` is the so
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.schema import make_document
+from jobs.web.charset import SAMPLE_HALF, choose, decode_file, decodes, open_codec
+from jobs.web.mime import sniff_content_type
 
 Ingested = tuple[dict[str, Any], str | None]  # (document row, reject reason or None)
 
 DEFAULT_MAX_FILE_BYTES = 50_000_000
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """(text, encoding). A BOM wins; then UTF-8; then a lossless latin-1 fallback that is recorded.
-    ("", "binary") for data with NUL bytes (without a UTF-16 BOM), which no text encoding produces."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            return data.decode(encoding, errors="replace"), encoding
-    if b"\x00" in data[:8192]:
-        return "", "binary"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
 
 
 def read_text(path: Path) -> tuple[str, str]:
-    """`decode_bytes` of a file's content."""
-    return decode_bytes(path.read_bytes())
+    """(text, encoding) of a file: `jobs.web.charset.decode_file` of its content."""
+    return decode_file(path.read_bytes())
 
 
 def sniff_encoding(path: Path, chunk: int = 1 << 20) -> str:
-    """The encoding `decode_bytes` would choose, found by streaming: dumps are read line by line and
-    may be larger than memory allows to hold twice."""
-    with path.open("rb") as fh:
-        head = fh.read(4)
-        for bom, encoding in _BOMS:
-            if head.startswith(bom):
-                return encoding
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            decoder.decode(head)
-            while block := fh.read(chunk):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8"
+    """The encoding `decode_file` would choose, found by streaming: dumps are read line by line and
+    may be larger than memory allows to hold twice. Same decision (`charset.choose`), same sample."""
+    with path.open("rb") as fh:  # `charset.sample_of` without reading the middle
+        sample = fh.read(2 * SAMPLE_HALF)
+        if path.stat().st_size > 2 * SAMPLE_HALF:
+            fh.seek(-SAMPLE_HALF, 2)
+            sample = sample[:SAMPLE_HALF] + fh.read(SAMPLE_HALF)
+
+    def fits(codec: str) -> bool:
+        with path.open("rb") as fh:
+            return decodes(iter(lambda: fh.read(chunk), b""), codec)
+
+    codec, source = choose(sample, fits, prescan=sniff_content_type(sample) == "text/html")
+    return open_codec(codec, source)
 
 
 def file_time(path: Path) -> datetime:

@@ -1,6 +1,7 @@
 """Books and long prose: plain text, folders of HTML chapters and EPUB, one document per book.
 
-- `*.txt`: UTF-8 (a BOM is fine), else a lossless latin-1 fallback recorded in `ingest.encoding`.
+- `*.txt`: decoded like a crawled page (jobs/web/charset.py: BOM, UTF-8, detection, windows-1252),
+  the encoding recorded in `ingest.encoding`.
 - `*.epub` (ebooklib): chapters in spine order, which EPUB 3.3 §5.6 defines as the reading order;
   the navigation document is left out; `dc:title`, `dc:creator`, `dc:language`, `dc:date`, `dc:rights`.
 - a folder of `*.html`/`*.xhtml`/`*.htm` chapters: one document, chapters in natural file-name order
@@ -28,16 +29,17 @@ from core.schema import make_document
 from jobs.readers.connectors import (
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
-    decode_bytes,
     file_time,
     files_under,
     guarded,
     text_reason,
 )
 from jobs.readers.connectors.papers import open_license_id
+from jobs.web.charset import decode_file
 
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 SOURCES_FILE = "_sources.json"
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 # Project Gutenberg markers; the set follows c-w/gutenberg `_domain_model/text.py` (a port of
 # Johannes Krugel's strip_headers.cpp), restricted to the unambiguous ones: the modern
@@ -66,12 +68,15 @@ def strip_gutenberg(text: str) -> tuple[str, bool]:
 
 def html_to_text(markup: bytes | str) -> str:
     """Block-aware text of an HTML/XHTML chapter: one blank line between blocks, `<br>` a line break.
-    Whole chapters are kept (headings and short sections too), unlike a main-content extractor."""
+    Whole chapters are kept (headings and short sections too), unlike a main-content extractor.
+    Bytes are decoded by `decode_file`, like every local file (lxml alone would read UTF-8 without
+    a declaration as latin-1)."""
     import lxml.etree
     import lxml.html
 
-    try:
-        root = lxml.html.document_fromstring(markup)
+    text = decode_file(markup, html=True)[0] if isinstance(markup, bytes) else markup
+    try:  # lxml refuses a str that still carries an XML encoding declaration
+        root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1))
     except (lxml.etree.ParserError, ValueError):
         return ""
     for element in root.xpath("//script|//style|//head|//noscript"):
@@ -144,7 +149,7 @@ def _book(
 
 
 def _plain(root: Path, path: Path, meta: dict[str, Any]) -> Ingested:
-    text, encoding = decode_bytes(path.read_bytes())
+    text, encoding = decode_file(path.read_bytes())
     if reason := text_reason(text, encoding):
         return _stub(root, path, meta, "txt", {"ingest.encoding": encoding}), reason
     return _book(root, path, "txt", text, meta, {"ingest.encoding": encoding})

@@ -33,12 +33,12 @@ from core.schema import make_document
 from jobs.readers.connectors import (
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
-    decode_bytes,
     file_time,
     guarded,
     size_reason,
     text_reason,
 )
+from jobs.web.charset import decode_file, is_binary
 
 LANGUAGES = {
     ".py": "python", ".pyi": "python", ".pyw": "python", ".pyx": "cython", ".c": "c", ".h": "c", ".cc": "c++",
@@ -210,13 +210,13 @@ def _check(path: Path, rel: str, max_file_bytes: int) -> tuple[str, str, str, st
         return "", "", "", f"code_generated:{rule}"
     with path.open("rb") as fh:
         head = fh.read(8192)
-    if b"\x00" in head:
+    if is_binary(head):
         return "", "", "binary", "ingest_binary_file"
     lang = language_of(rel, head)
     if lang is None:
         name = PurePosixPath(rel)
         return "", "", "", f"code_unknown_language:{name.suffix.lower() or name.name}"
-    text, encoding = decode_bytes(path.read_bytes())
+    text, encoding = decode_file(path.read_bytes(), html=lang == "html")
     if reason := text_reason(text, encoding):
         return "", lang, encoding, reason
     if rule := generated(rel, text):
@@ -256,7 +256,7 @@ def iter_code(
     if license_files:
         license_file = sorted(license_files, key=lambda f: (f.upper().startswith("COPYING"), f))[0]
         facts["license_source"] = license_file
-        detected = detect_license(decode_bytes((root / license_file).read_bytes()[:200_000])[0])
+        detected = detect_license(decode_file((root / license_file).read_bytes()[:200_000])[0])
         facts["code.license_detected"] = "text" if detected else "default"
     license_id = detected or license_id or None
     for rel in files:

@@ -34,12 +34,12 @@ from core.schema import make_document
 from jobs.readers.connectors import (
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
-    decode_bytes,
     file_time,
     files_under,
     guarded,
     size_reason,
 )
+from jobs.web.charset import decode_file
 
 PUBLIC_DOMAIN = "LicenseRef-Public-Domain"  # SPDX has no id for "no copyright"; a LicenseRef is the rule
 _XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -199,7 +199,7 @@ def _inline_inputs(source: str, folder: Path, seen: list[str], depth: int = 0) -
         if depth >= 5 or not target.is_file() or not target.is_relative_to(folder.resolve()):
             return ""
         seen.append(target.relative_to(folder.resolve()).as_posix())
-        return _inline_inputs(decode_bytes(target.read_bytes())[0], folder, seen, depth + 1)
+        return _inline_inputs(decode_file(target.read_bytes())[0], folder, seen, depth + 1)
 
     return _INPUT.sub(repl, source)
 
@@ -237,7 +237,7 @@ def latex_to_text(latex: str) -> str:
 
 
 def _latex(root_dir: Path, path: Path) -> Ingested:
-    raw, encoding = decode_bytes(path.read_bytes())
+    raw, encoding = decode_file(path.read_bytes())
     document = re.search(r"\\begin\{document\}(.*?)(?:\\end\{document\}|\Z)", raw, re.S)
     if document is None:
         return _stub("latex", root_dir, path), "paper_latex_no_document"

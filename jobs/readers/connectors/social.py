@@ -29,6 +29,7 @@ from typing import Any
 
 from core.schema import make_document
 from jobs.readers.connectors import DEFAULT_MAX_FILE_BYTES, Ingested, files_under, sniff_encoding
+from jobs.web.charset import ERRORS
 
 FIELD_DEFAULTS: dict[str, tuple[str, ...]] = {
     "id": ("id", "id_str", "post_id"),
@@ -150,7 +151,7 @@ class PostReader:
 
 
 def _jsonl(reader: PostReader) -> Iterator[Ingested]:
-    with reader.path.open(encoding=reader.encoding, errors="replace", newline="") as fh:
+    with reader.path.open(encoding=reader.encoding, errors=ERRORS, newline="") as fh:
         for number, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -168,7 +169,7 @@ def _jsonl(reader: PostReader) -> Iterator[Ingested]:
 
 def _csv(reader: PostReader) -> Iterator[Ingested]:
     csv.field_size_limit(max(reader.max_bytes, 131_072))
-    with reader.path.open(encoding=reader.encoding, errors="replace", newline="") as fh:
+    with reader.path.open(encoding=reader.encoding, errors=ERRORS, newline="") as fh:
         rows = csv.DictReader(fh)
         try:
             for number, row in enumerate(rows, start=1):
@@ -185,7 +186,7 @@ def _json_array(reader: PostReader) -> Iterator[Ingested]:
         yield reader.reject(0, "", f"ingest_too_large:{size}")
         return
     try:
-        records = json.loads(reader.path.read_text(encoding=reader.encoding, errors="replace"))
+        records = json.loads(reader.path.read_text(encoding=reader.encoding, errors=ERRORS))
     except json.JSONDecodeError as err:
         yield reader.reject(err.lineno, "", f"social_malformed_json:{err.msg}")
         return
@@ -197,7 +198,7 @@ def _json_array(reader: PostReader) -> Iterator[Ingested]:
 
 
 def _starts_with_bracket(path: Path, encoding: str) -> bool:
-    with path.open(encoding=encoding, errors="replace") as fh:
+    with path.open(encoding=encoding, errors=ERRORS) as fh:
         return fh.read(1024).lstrip("\ufeff \t\r\n").startswith("[")
 
 
