@@ -20,12 +20,7 @@ from orchestration.pretrain_operator import PretrainOperator
 
 def choice(field: str, description: str) -> Param:
     """An optional drop-down over a `train` Literal field (empty: the profile's value)."""
-    return Param(
-        None,
-        type=["null", "string"],
-        enum=[None, *config_choices("train", field)],
-        description=description,
-    )
+    return nullable("string", description, enum=config_choices("train", field))
 
 
 @dag(

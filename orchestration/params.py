@@ -50,8 +50,9 @@ PARAM_FIELDS = {
 def nullable(kind: str, description: str, **schema: Any) -> Param:
     """An optional param: empty (None) keeps the profile's value. Typed `[null, kind]`, because the
     trigger form marks a non-nullable param without a value as required and disables Trigger."""
-    if "enum" in schema:
+    if "enum" in schema:  # a drop-down: its empty choice is labelled, not shown as "null"
         schema["enum"] = [None, *schema["enum"]]
+        schema["values_display"] = {None: "(the profile's value)"}
     return Param(None, type=["null", kind], description=description, **schema)
 
 
