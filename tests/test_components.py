@@ -7,12 +7,8 @@ import random
 
 import pytest
 
-from jobs.spark.components import (
-    connected_components,
-    connected_components_with_rounds,
-    star_violations,
-    union_find,
-)
+from jobs.dedup.components import union_find
+from jobs.spark.components import connected_components, connected_components_with_rounds, star_violations
 
 Edges = list[tuple[str, str]]
 

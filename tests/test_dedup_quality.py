@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.config import MinHashConfig
-from jobs.spark.components import union_find
+from jobs.dedup.components import union_find
 from jobs.dedup.evaluate import RATES, make_corpus, real_texts, score, true_jaccards
 
 

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import ConfigError, DocumentSource, PipelineConfig, load_config
+from core.config import ConfigError, DedupConfig, DocumentSource, PipelineConfig, load_config
 from core.schema import DOCUMENT_SCHEMA, SOURCE_TYPES, document_id, make_document
 from core.stage_run import plan_stage
 from core.storage import LocalStorage
+from jobs.dedup import exact, lines
+from jobs.dedup.exact import annotate_hash
 from jobs.dedup.lines import ANNOTATION, line_key
 from jobs.spark.dedup import run_dedup
 from jobs.spark.frame import StageContext
@@ -146,3 +148,44 @@ def test_defaults_and_fingerprint(tmp_path: Path) -> None:
 def test_bad_values_fail_naming_the_field(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=f"config field '{field}'"):
         load_config(overrides={"dedup": overrides})
+
+
+def _plain_dedup(docs: list[dict[str, Any]], cfg: DedupConfig) -> dict[str, dict[str, Any]]:
+    """The stage's decisions in one process: exact passes, then repeated lines (jobs/dedup/)."""
+    hashed = [{**annotate_hash(d)[0], "reject_stage": None, "reject_reason": None} for d in docs]
+    marked = exact.mark_exact_duplicates(hashed)
+    return {r["id"]: r for r in lines.remove_repeated_lines(marked, cfg.line_min_chars, cfg.line_sources)}
+
+
+def _random_corpus(seed: int) -> list[dict[str, Any]]:
+    """Web and code documents drawn from a small pool of long and short lines, some exact copies."""
+    rng = random.Random(seed)
+    pool = [NEWS, OWN, "Home", "", "Read more", "All rights reserved by the example company 2024."]
+    pool += [f"A line of its own, number {i}, long enough to take part." for i in range(30)]
+    docs = []
+    for i in range(80):
+        text = "\n".join(rng.choice(pool) for _ in range(rng.randrange(1, 8)))
+        source = "code" if i % 9 == 0 else "web"
+        docs.append(make_document(source, f"http://example.com/r{i}", text))
+    docs += [
+        make_document("web", f"http://mirror.example.net/r{i}", d["text"]) for i, d in enumerate(docs[::7])
+    ]
+    # the same pages fetched again, changed: duplicates by canonical URL
+    docs += [make_document("web", f"HTTP://example.com:80/r{i}#top", f"{OWN}\n{i}") for i in range(1, 80, 11)]
+    return docs
+
+
+@pytest.mark.parametrize("corpus", ["hand-made", "random"])
+def test_spark_stage_equals_the_plain_rules(spark, tmp_path: Path, corpus: str) -> None:
+    docs = _corpus()[0] if corpus == "hand-made" else _random_corpus(5)
+    stats, rows = _run(spark, tmp_path, docs, files=3, repeated_lines=True)
+    plain = _plain_dedup(docs, load_config().dedup)
+    fields = ("text", "reject_stage", "reject_reason", "annotations")
+    assert {i: tuple(r.get(f) for f in fields) for i, r in rows.items()} == {
+        i: tuple(r[f] for f in fields) for i, r in plain.items()
+    }
+    reasons = {r.get("reject_reason") for r in rows.values()}
+    assert corpus == "hand-made" or {"exact_duplicate", "exact_duplicate_url", "repeated_lines"} <= reasons
+    kept = [r for r in rows.values() if not r.get("reject_reason")]
+    removed = sum(int(r["annotations"].get(ANNOTATION, 0)) for r in kept)
+    assert removed == stats["repeated_lines"]["lines_removed"] > 0

@@ -18,8 +18,9 @@ from core.datasets import read_manifest
 from core.registry import dag_stages, downstream
 from core.schema import DOCUMENT_SCHEMA, make_document
 from core.storage import open_storage
-from jobs.dedup import exact as dedup_exact
+from jobs.dedup.exact import annotate_hash
 from jobs.spark.arrow_map import map_rows
+from jobs.spark.dedup_exact import mark_duplicates
 from jobs.spark.runner import run_stage
 
 STAGES = [s.name for s in dag_stages("curation")]  # read off the registry, in order
@@ -133,7 +134,7 @@ def test_exact_dedup_keeps_smallest_id_and_records_keeper(spark) -> None:  # typ
         ),  # same canonical URL
     ]
     df = spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_pandas())
-    out = dedup_exact.mark_duplicates(map_rows(df, dedup_exact.annotate_hash, "dedup")).collect()
+    out = mark_duplicates(map_rows(df, annotate_hash, "dedup")).collect()
     dupes = {r["id"]: r for r in out if r["reject_reason"]}
     group = sorted(r["id"] for r in rows[:3])
     same_url = sorted(r["id"] for r in rows[3:])

@@ -1,8 +1,10 @@
-"""Exact deduplication on normalised text.
+"""Exact deduplication on normalised text, as plain rules (the Spark mapping is jobs/spark/dedup_exact.py).
 
 Normalisation (Unicode NFKC, case-fold, collapsed whitespace) follows the exact-match stage of
 Lee et al. (2022), "Deduplicating Training Data Makes Language Models Better", section 4.
-The keeper of each group is the smallest document id, so two runs keep the same document.
+Two passes (`PASSES`): rows grouped by normalised-text hash, then the rows still open grouped by
+canonical URL. The keeper of each group is the smallest document id, so two runs keep the same
+document whatever the input order or partitioning.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
-
+Row = dict[str, Any]
+# (annotation holding the group key, reject reason), in the order the passes run.
+PASSES: tuple[tuple[str, str], ...] = (
+    ("dedup.text_sha256", "exact_duplicate"),
+    ("dedup.url", "exact_duplicate_url"),
+)
+KEEPER_ANNOTATION = "dedup.keeper_id"
 _SPACE = re.compile(r"\s+")
 
 
@@ -36,35 +43,47 @@ def annotate_hash(row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return {**row, "annotations": ann}, None
 
 
-def mark_duplicates(df: DataFrame) -> DataFrame:
-    """All but one row per normalised-text hash get `exact_duplicate`; then, among the rest, all
-    but one web page per canonical URL get `exact_duplicate_url` (the same page crawled and read
-    from a WARC, or fetched twice). Keepers are the smallest ids; their ids are recorded."""
-    from pyspark.sql import functions as F
-
-    if "reject_reason" not in df.columns:
-        df = df.withColumn("reject_stage", F.lit(None).cast("string")).withColumn(
-            "reject_reason", F.lit(None).cast("string")
-        )
-    text_key = F.col("annotations").getItem("dedup.text_sha256")
-    url_key = F.col("annotations").getItem("dedup.url")
-    return _mark(_mark(df, text_key, "exact_duplicate"), url_key, "exact_duplicate_url")
+def group_key(row: Row, annotation: str) -> str | None:
+    """The key `row` is grouped by in one pass, or None when it takes no part: already rejected
+    (by this stage's earlier pass or upstream) or without that annotation (a URL only for web)."""
+    if row.get("reject_reason") is not None:
+        return None
+    return (row.get("annotations") or {}).get(annotation)
 
 
-def _mark(df: DataFrame, key: Column, reason: str) -> DataFrame:
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+def choose_keeper(ids: Iterable[str]) -> str:
+    """The keeper of one group: the smallest id (string order), independent of input order."""
+    return min(ids)
 
-    open_row = F.col("reject_reason").isNull()
-    w = Window.partitionBy(key, open_row).orderBy("id")
-    ranked = df.withColumn("_rank", F.row_number().over(w)).withColumn("_keeper", F.first("id").over(w))
-    dup = key.isNotNull() & open_row & (F.col("_rank") > 1)
-    keeper = F.create_map(F.lit("dedup.keeper_id"), F.col("_keeper"))
-    return (
-        ranked.withColumn(
-            "annotations", F.when(dup, F.map_concat("annotations", keeper)).otherwise(F.col("annotations"))
-        )
-        .withColumn("reject_stage", F.when(dup, F.lit("dedup")).otherwise(F.col("reject_stage")))
-        .withColumn("reject_reason", F.when(dup, F.lit(reason)).otherwise(F.col("reject_reason")))
-        .drop("_rank", "_keeper")
-    )
+
+def mark_pass(rows: list[Row], annotation: str, reason: str) -> list[Row]:
+    """One pass: in each group every row but the keeper gets `reason` and the keeper's id.
+
+    When one id occurs twice in a group, one copy stays (the first here; the Spark mapping ranks
+    with `row_number`, which keeps one of them too).
+    """
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        key = group_key(row, annotation)
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    out = list(rows)
+    for members in groups.values():
+        keeper = choose_keeper(rows[i]["id"] for i in members)
+        stays = next(i for i in members if rows[i]["id"] == keeper)
+        for i in members:
+            if i == stays:
+                continue
+            row = rows[i]
+            ann = {**(row.get("annotations") or {}), KEEPER_ANNOTATION: keeper}
+            out[i] = {**row, "annotations": ann, "reject_stage": "dedup", "reject_reason": reason}
+    return out
+
+
+def mark_exact_duplicates(rows: Iterable[Row]) -> list[Row]:
+    """Every pass of `PASSES` in order over rows carrying `annotate_hash`'s annotations: the
+    single-process form of the stage's decision (the Spark mapping must give the same rows)."""
+    out = [{"reject_stage": None, "reject_reason": None, **row} for row in rows]
+    for annotation, reason in PASSES:
+        out = mark_pass(out, annotation, reason)
+    return out

@@ -1,4 +1,5 @@
-"""C4-style removal of lines repeated across the corpus: an optional step of the dedup stage.
+"""C4-style removal of lines repeated across the corpus (an optional step of the dedup stage), as
+plain rules; the Spark mapping is jobs/spark/line_dedup.py.
 
 Source: Raffel et al. (2020), "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
 Transformer", section 2.2 (C4 keeps one copy of each repeated span; its tfds implementation,
@@ -6,34 +7,27 @@ Transformer", section 2.2 (C4 keeps one copy of each repeated span; its tfds imp
 Soldaini et al. (2024), Dolma, remove repeated paragraphs (newline-separated) the same way.
 
 A line takes part when its normalised form (`dedup_exact.normalize`: NFKC, case-fold, collapsed
-whitespace) has at least `line_min_chars` characters. Of each set of equal lines the first by
-(document id, line number) stays, so the result does not depend on input order or partitioning,
-and a line repeated inside one document keeps its first place. Only (id, line number, key) rows are
-shuffled; texts are cut with a higher-order filter on their own split lines, never on the driver.
+whitespace) has at least `line_min_chars` characters (`line_key`). Of each set of equal lines the
+first by (document id, line number) stays (`survivor`), so the result does not depend on input
+order or partitioning, and a line repeated inside one document keeps its first place. A document
+whose every taking-part line was removed is rejected with its text unchanged (`cut_lines`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from functools import partial
-from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any
 
 from jobs.dedup.exact import normalize
-
-if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
-
-    from core.config import DedupConfig
 
 REASON = "repeated_lines"
 ANNOTATION = "dedup.lines_removed"
 _KEY_BYTES = 16  # a 2**-64 collision chance at 4e9 distinct lines; a quarter of a hex sha256 to shuffle
-_KEYS_SCHEMA = "id string, pos int, key binary"
-_KEY_COLUMNS = ["id", "pos", "key"]
+
+Row = dict[str, Any]
+Place = tuple[str, int]  # (document id, line number from 0)
+KeyedLine = tuple[str, int, bytes]  # (document id, line number, key)
 
 
 def line_key(line: str, min_chars: int) -> bytes | None:
@@ -44,89 +38,71 @@ def line_key(line: str, min_chars: int) -> bytes | None:
     return hashlib.sha256(norm.encode()).digest()[:_KEY_BYTES]
 
 
-def _key_batches(batches: Iterator[pa.RecordBatch], min_chars: int) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (id, pos, line) -> (id, pos, key), short lines dropped here already."""
-    for batch in batches:
-        keys = pa.array([line_key(line, min_chars) for line in batch.column("line").to_pylist()], pa.binary())
-        out = pa.RecordBatch.from_arrays([batch.column("id"), batch.column("pos"), keys], names=_KEY_COLUMNS)
-        yield out.filter(pc.is_valid(keys))
+def split_lines(text: str) -> list[str]:
+    """Split on "\\n" only, keeping empty lines, so joining with "\\n" gives the text back."""
+    return text.split("\n")
 
 
-def _lines(text: Column | str) -> Column:
-    """Split on "\\n" keeping empty lines (limit -1), as Python's `str.split("\\n")` does."""
-    from pyspark.sql import functions as F
-
-    return F.split(text, "\n", -1)
-
-
-def line_keys(docs: DataFrame, min_chars: int) -> DataFrame:
-    """(id, pos, key) for every line of `docs` long enough to take part."""
-    from pyspark.sql import functions as F
-
-    lines = docs.select("id", F.posexplode(_lines("text")).alias("pos", "line"))
-    return lines.mapInArrow(partial(_key_batches, min_chars=min_chars), _KEYS_SCHEMA)
+def keyed_lines(doc_id: str, text: str | None, min_chars: int) -> Iterator[KeyedLine]:
+    """(id, line number, key) for each line of one document long enough to take part."""
+    for pos, line in enumerate(split_lines(text) if text is not None else []):
+        key = line_key(line, min_chars)
+        if key is not None:
+            yield doc_id, pos, key
 
 
-def removed_positions(keys: DataFrame) -> DataFrame:
-    """Per document: `_removed`, the line numbers that repeat an earlier (id, pos) with the same
-    key, and `_compared`, how many of its lines took part (to tell when nothing long is left).
-
-    The first place of each key is a min aggregate (combined map-side), joined back on the key:
-    a line repeated millions of times never has to sit sorted in one task, as a window would;
-    adaptive execution splits the skewed join instead.
-    """
-    from pyspark.sql import functions as F
-
-    place = F.struct("id", "pos")
-    firsts = keys.groupBy("key").agg(F.min(place).alias("_first"))
-    repeat = place != F.col("_first")
-    return (
-        keys.join(firsts, "key")
-        .withColumn("_repeat", repeat)
-        .groupBy("id")
-        .agg(
-            F.collect_list(F.when(F.col("_repeat"), F.col("pos"))).alias("_removed"),
-            F.count("*").alias("_compared"),
-        )
-    )
+def survivor(places: Iterable[Place]) -> Place:
+    """The occurrence of a repeated line that stays: the first by (document id, line number)."""
+    return min(places)
 
 
-def _cut(joined: DataFrame) -> DataFrame:
-    """Drop the removed lines; reject a document when every line that took part was removed (only
-    short lines are left), keeping its original text in the rejected row."""
-    from pyspark.sql import functions as F
-
-    removed = F.coalesce(F.col("_removed"), F.array().cast("array<int>"))
-    n = F.size(removed)
-    emptied = (n > 0) & (n == F.col("_compared"))
-    kept = F.array_join(F.filter(_lines("text"), lambda _, i: ~F.array_contains(removed, i)), "\n")
-    count = F.create_map(F.lit(ANNOTATION), n.cast("string"))
-    return (
-        joined.withColumn("text", F.when((n == 0) | emptied, F.col("text")).otherwise(kept))
-        .withColumn("annotations", F.map_concat("annotations", count))
-        .withColumn("reject_stage", F.when(emptied, F.lit("dedup")).otherwise(F.col("reject_stage")))
-        .withColumn("reject_reason", F.when(emptied, F.lit(REASON)).otherwise(F.col("reject_reason")))
-    )
+def takes_part(row: Row, sources: Collection[str]) -> bool:
+    """Only open documents (not rejected, e.g. as exact duplicates) of the configured sources."""
+    return row.get("reject_reason") is None and row.get("source_type") in sources
 
 
-def remove_repeated_lines(df: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """`df` (REJECTED_SCHEMA columns, after exact dedup) with repeated lines removed from the open
-    documents of `cfg.line_sources`; every other row passes through unchanged."""
-    from pyspark.sql import functions as F
+def removals(keyed: Iterable[KeyedLine]) -> dict[str, tuple[list[int], int]]:
+    """Per document with a taking-part line: (line numbers removed, lines that took part)."""
+    places: dict[bytes, list[Place]] = {}
+    compared: dict[str, int] = {}
+    for doc_id, pos, key in keyed:
+        places.setdefault(key, []).append((doc_id, pos))
+        compared[doc_id] = compared.get(doc_id, 0) + 1
+    removed: dict[str, list[int]] = {doc_id: [] for doc_id in compared}
+    for group in places.values():
+        first = survivor(group)
+        for doc_id, pos in group:
+            if (doc_id, pos) != first:
+                removed[doc_id].append(pos)
+    return {doc_id: (sorted(removed[doc_id]), n) for doc_id, n in compared.items()}
 
-    takes_part = F.coalesce(
-        F.col("reject_reason").isNull() & F.col("source_type").isin(list(cfg.line_sources)), F.lit(False)
-    )
-    docs = df.filter(takes_part)
-    removed = removed_positions(line_keys(docs, cfg.line_min_chars))
-    cut = _cut(docs.join(removed, "id", "left")).select(*df.columns)
-    return df.filter(~takes_part).unionByName(cut)
+
+def cut_lines(text: str | None, removed: Collection[int], compared: int) -> tuple[str | None, bool]:
+    """(text without the removed lines, emptied). Emptied: every line that took part was removed
+    (only short lines are left), so the document is rejected and keeps its original text."""
+    emptied = 0 < len(removed) == compared
+    if text is None or not removed or emptied:
+        return text, emptied
+    drop = set(removed)
+    return "\n".join(line for pos, line in enumerate(split_lines(text)) if pos not in drop), False
 
 
-def summary(kept: DataFrame) -> dict[str, Any]:
-    """Lines removed from kept documents and how many documents lost any (for the manifest)."""
-    from pyspark.sql import functions as F
-
-    n = F.coalesce(F.col("annotations").getItem(ANNOTATION).cast("long"), F.lit(0))
-    row = kept.agg(F.sum(n).alias("lines"), F.count(F.when(n > 0, 1)).alias("docs")).first()
-    return {"lines_removed": int(row["lines"] or 0), "documents_changed": int(row["docs"] or 0)}
+def remove_repeated_lines(rows: Iterable[Row], min_chars: int, sources: Collection[str]) -> list[Row]:
+    """The whole step over rows with reject columns (after exact dedup): the single-process form of
+    the decision, which the Spark mapping must equal. Rows not taking part pass unchanged."""
+    rows = list(rows)
+    keyed = (k for r in rows if takes_part(r, sources) for k in keyed_lines(r["id"], r["text"], min_chars))
+    found = removals(keyed)
+    out = []
+    for row in rows:
+        if not takes_part(row, sources):
+            out.append(row)
+            continue
+        removed, compared = found.get(row["id"], ([], 0))
+        text, emptied = cut_lines(row["text"], removed, compared)
+        ann = {**(row.get("annotations") or {}), ANNOTATION: str(len(removed))}
+        row = {**row, "text": text, "annotations": ann}
+        if emptied:
+            row.update(reject_stage="dedup", reject_reason=REASON)
+        out.append(row)
+    return out

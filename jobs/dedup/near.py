@@ -1,5 +1,6 @@
-"""Near-duplicate removal: MinHash LSH candidates, verified edges, connected components, and one
-deterministic keeper per cluster.
+"""Near-duplicate removal, as plain rules: which member of a cluster stays, and the report's
+arithmetic. The Spark mapping (MinHash LSH candidates, verified edges, connected components, the
+keeper per cluster) is jobs/spark/near_dedup.py.
 
 Keeper priority (first wins): the most permissive known licence, then a higher quality score
 (`quality.score`, when a scoring stage provides one), then the longer text, then the earliest
@@ -11,11 +12,18 @@ freely. Removed documents keep their cluster id and keeper id.
 from __future__ import annotations
 
 import io
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+Row = dict[str, Any]
+SCORE = "quality.score"
+REASON = "minhash_duplicate"
+CLUSTER_ANNOTATION = "dedup.cluster_id"
+KEEPER_ANNOTATION = "dedup.keeper_id"
 
 PERMISSIVE = (
     "MIT",
@@ -34,6 +42,15 @@ PERMISSIVE = (
 WEAK_COPYLEFT = ("LGPL", "MPL", "EPL", "CC-BY-SA")
 STRONG_COPYLEFT = ("GPL", "AGPL")
 
+# What Spark's (ANSI) string-to-double cast accepts, as Java's Double.parseDouble does: decimal or
+# hexadecimal, an optional f/d suffix, NaN and Infinity; plus Spark's own inf/infinity/nan in any case.
+_DECIMAL = re.compile(r"[+-]?(?:NaN|Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fFdD]?)")
+_HEX = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+[fFdD]?")
+_SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
+            "-inf": -math.inf, "-infinity": -math.inf, "nan": math.nan}  # fmt: skip
+_JAVA_SPACE = "".join(map(chr, range(33)))  # String.trim: every char up to U+0020
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def license_rank(license_id: str | None) -> int:
     """0 permissive, 1 weak copyleft, 2 strong copyleft, 3 other known, 4 unknown."""
@@ -48,81 +65,114 @@ def license_rank(license_id: str | None) -> int:
     return 3
 
 
-def keeper_order() -> list[Column]:
-    """The priority above as Spark sort columns (ascending = preferred first)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegerType
+def parse_score(value: str | None) -> float | None:
+    """The `quality.score` annotation as a number, read as the stage always has (Spark's ANSI
+    cast to double); a malformed value fails the stage rather than silently ranking last."""
+    if value is None:
+        return None
+    text = value.strip(_JAVA_SPACE)
+    number = text[:-1] if text[-1:] in ("f", "F", "d", "D") else text  # a Java f/d suffix
+    if _DECIMAL.fullmatch(text):
+        return float(number)
+    if _HEX.fullmatch(text):
+        return float.fromhex(number)
+    if text.lower() in _SPECIAL:
+        return _SPECIAL[text.lower()]
+    raise ValueError(f"{SCORE} {value!r} is not a number")
 
-    rank = F.udf(lambda v: license_rank(v), IntegerType())
-    score = F.col("annotations").getItem("quality.score").cast("double")
-    return [
-        rank("license").asc(),
-        score.desc_nulls_last(),
-        F.length("text").desc(),
-        F.col("fetched_at").asc_nulls_last(),
-        F.col("id").asc(),
-    ]
+
+class KeeperKey(NamedTuple):
+    """A document's place in the keeper order: the smallest key of a cluster wins. Flat and
+    null-free (ranks stand in for missing values) so that Spark orders it as Python does."""
+
+    licence: int  # license_rank
+    score_rank: int  # 0 NaN (Spark sorts NaN above every number), 1 a score, 2 none: last
+    neg_score: float  # minus the score, so higher scores come first
+    length_rank: int  # 0 a text, 1 none: last
+    neg_length: int  # minus the length in code points (Spark's `length`)
+    fetched_rank: int  # 0 a fetch time, 1 none: last
+    fetched_us: int  # microseconds since the epoch (naive times are UTC)
+    id: str
 
 
-def mark_near_duplicates(docs: DataFrame, components: DataFrame) -> DataFrame:
-    """REJECTED_SCHEMA columns: every non-keeper member of a cluster gets `minhash_duplicate`."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+def _micros(value: datetime) -> int:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(microseconds=1)
 
-    joined = docs.join(components.withColumnRenamed("component", "_cluster"), on="id", how="left")
-    w = Window.partitionBy("_cluster").orderBy(*keeper_order())
-    ranked = joined.withColumn("_keeper", F.first("id").over(w)).withColumn(
-        "_dup", F.col("_cluster").isNotNull() & (F.col("id") != F.col("_keeper"))
+
+def keeper_key(row: Mapping[str, Any]) -> KeeperKey:
+    """The keeper order of a document row (id, license, text, fetched_at, annotations)."""
+    score = parse_score((row.get("annotations") or {}).get(SCORE))
+    if score is None:
+        score_rank, neg_score = 2, 0.0
+    elif math.isnan(score):
+        score_rank, neg_score = 0, 0.0
+    else:
+        score_rank, neg_score = 1, 0.0 - score  # 0.0 - x also turns -0.0 into 0.0, as Spark compares
+    text, fetched = row.get("text"), row.get("fetched_at")
+    return KeeperKey(
+        licence=license_rank(row.get("license")),
+        score_rank=score_rank,
+        neg_score=neg_score,
+        length_rank=0 if text is not None else 1,
+        neg_length=-len(text) if text is not None else 0,
+        fetched_rank=0 if fetched is not None else 1,
+        fetched_us=_micros(fetched) if fetched is not None else 0,
+        id=row["id"],
     )
-    extra = F.create_map(
-        F.lit("dedup.cluster_id"), F.col("_cluster"), F.lit("dedup.keeper_id"), F.col("_keeper")
-    )
-    return (
-        ranked.withColumn("reject_stage", F.when(F.col("_dup"), F.lit("near_dedup")))
-        .withColumn("reject_reason", F.when(F.col("_dup"), F.lit("minhash_duplicate")))
-        .withColumn(
-            "annotations",
-            F.when(F.col("_cluster").isNotNull(), F.map_concat("annotations", extra)).otherwise(
-                F.col("annotations")
-            ),
+
+
+def choose_keeper(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The id of the cluster member that stays."""
+    return min(keeper_key(r) for r in rows).id
+
+
+def mark_near_duplicates(rows: Iterable[Row], components: Mapping[str, str]) -> list[Row]:
+    """Rows with reject columns: every non-keeper member of a cluster (id -> cluster id, from
+    connected components) gets `minhash_duplicate`; all members get the cluster and keeper ids.
+    The single-process form of the decision, which the Spark mapping must equal."""
+    rows = list(rows)
+    clusters: dict[str, list[Row]] = {}
+    for row in rows:
+        if row["id"] in components:
+            clusters.setdefault(components[row["id"]], []).append(row)
+    keepers = {cluster: choose_keeper(members) for cluster, members in clusters.items()}
+    out = []
+    for row in rows:
+        cluster = components.get(row["id"])
+        dup = cluster is not None and row["id"] != keepers[cluster]
+        ann = row.get("annotations") or {}
+        if cluster is not None:
+            ann = {**ann, CLUSTER_ANNOTATION: cluster, KEEPER_ANNOTATION: keepers[cluster]}
+        out.append(
+            {
+                **row,
+                "annotations": ann,
+                "reject_stage": "near_dedup" if dup else None,
+                "reject_reason": REASON if dup else None,
+            }
         )
-        .drop("_cluster", "_keeper", "_dup")
-    )
+    return out
 
 
-def report(marked: DataFrame, out: Path, samples: int = 5) -> dict[str, Any]:
-    """Duplicate rate per source, cluster-size histogram (+ PNG chart), sample clusters."""
-    from pyspark.sql import functions as F
-
-    cluster = F.col("annotations").getItem("dedup.cluster_id")
-    per_source = marked.groupBy("source_type").agg(
-        F.count("*").alias("docs"), F.sum(F.col("reject_reason").isNotNull().cast("int")).alias("dups")
-    )
-    rates = {r["source_type"]: round(r["dups"] / r["docs"], 4) for r in per_source.collect()}
-    sizes = marked.filter(cluster.isNotNull()).groupBy(cluster.alias("c")).count()
-    histogram = {
-        int(r["count"]): int(r["n"]) for r in sizes.groupBy("count").agg(F.count("*").alias("n")).collect()
-    }
-    top = [r["c"] for r in sizes.orderBy(F.desc("count"), "c").limit(samples).collect()]
-    members = (
-        marked.filter(cluster.isin(top))
-        .select(
-            cluster.alias("c"),
-            "id",
-            "source_type",
-            "reject_reason",
-            F.substring("text", 1, 160).alias("head"),
-        )
-        .orderBy("c", "id")
-        .collect()
-    )
-    sample = {c: [m.asDict() for m in members if m["c"] == c][:4] for c in top}
+def build_report(
+    per_source: Iterable[tuple[str, int, int]],
+    sizes: Iterable[tuple[int, int]],
+    samples: Mapping[str, Sequence[Row]],
+    out: Path,
+    per_cluster: int = 4,
+) -> dict[str, Any]:
+    """The report from small collected aggregates: (source, documents, duplicates) per source,
+    (cluster size, clusters) pairs, and member rows of the sample clusters (id order). Writes the
+    cluster-size chart under `out`."""
+    rates = {source: round(dups / docs, 4) for source, docs, dups in per_source}
+    histogram = dict(sorted((int(size), int(n)) for size, n in sizes))
     chart = out / "report" / "cluster_sizes.png"
-    plot_histogram(dict(sorted(histogram.items())), chart)
+    plot_histogram(histogram, chart)
     return {
         "duplicate_rate_by_source": dict(sorted(rates.items())),
-        "cluster_size_histogram": {str(k): v for k, v in sorted(histogram.items())},
-        "sample_clusters": sample,
+        "cluster_size_histogram": {str(k): v for k, v in histogram.items()},
+        "sample_clusters": {c: list(members[:per_cluster]) for c, members in samples.items()},
         "chart": "report/cluster_sizes.png",
     }
 

@@ -11,51 +11,19 @@ GraphFrames' connected components uses the same algorithm; this one is plain Dat
 not split windows); acceptable for dedup clusters, where hubs are clusters of copies.
 
 Labels are the minimum node id of each component, so they do not depend on partitioning, run or
-engine, and equal `union_find` on the same pairs. Ids compare as strings (lexicographic order).
+engine, and equal the plain `union_find` (jobs/dedup/components.py) on the same pairs. Ids compare
+as strings (lexicographic order).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-
-def union_find(edges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Node -> minimum id of its component: the single-process reference.
-
-    Union by rank with path compression by halving (Tarjan and van Leeuwen, 1984).
-    """
-    parent: dict[str, str] = {}
-    rank: dict[str, int] = {}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        for x in (a, b):
-            if x not in parent:
-                parent[x], rank[x] = x, 0
-        ra, rb = find(a), find(b)
-        if ra == rb:
-            continue
-        if rank[ra] < rank[rb]:
-            ra, rb = rb, ra
-        parent[rb] = ra
-        rank[ra] += rank[ra] == rank[rb]
-    smallest: dict[str, str] = {}
-    for x in parent:
-        root = find(x)
-        smallest[root] = min(smallest.get(root, x), x)
-    return {x: smallest[find(x)] for x in parent}
 
 
 def _canonical(edges: DataFrame) -> DataFrame:

@@ -1,4 +1,5 @@
-"""Adapters of the dedup stages: exact (and repeated lines), and MinHash near-duplicates."""
+"""Adapters of the dedup stages: exact (and repeated lines), and MinHash near-duplicates. The
+decisions are plain rules in jobs/dedup/; the jobs/spark/*dedup*.py modules map them."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from jobs.spark.frame import StageContext, docs, write_split
 
 def run_dedup(ctx: StageContext) -> dict[str, Any]:
     """Exact duplicates (text, then canonical URL); then, when `dedup.repeated_lines` is on, lines
-    repeated across the documents left (jobs/dedup/lines.py)."""
-    from jobs.dedup.exact import annotate_hash, mark_duplicates
+    repeated across the documents left (jobs/dedup/lines.py, mapped by jobs/spark/line_dedup.py)."""
+    from jobs.dedup.exact import annotate_hash
+    from jobs.spark.dedup_exact import mark_duplicates
 
     marked = mark_duplicates(map_rows(docs(ctx, "extract"), annotate_hash, "dedup"))
     if not ctx.cfg.dedup.repeated_lines:
         return write_split(marked, ctx)
-    from jobs.dedup import lines as line_dedup
+    from jobs.spark import line_dedup
 
     marked = marked.persist()  # read twice (lines, then texts): hash and rank the documents once
     stats = write_split(line_dedup.remove_repeated_lines(marked, ctx.cfg.dedup), ctx)
@@ -30,9 +32,9 @@ def run_near_dedup(ctx: StageContext) -> dict[str, Any]:
     """MinHash LSH edges -> connected components -> one keeper per cluster; report from the output."""
     from pyspark.sql import functions as F
 
-    from jobs.dedup.near import mark_near_duplicates, report
     from jobs.spark.components import connected_components_with_rounds
     from jobs.spark.minhash import near_duplicate_edges
+    from jobs.spark.near_dedup import mark_near_duplicates, report
 
     source = docs(ctx, "quality")
     start = time.monotonic()
