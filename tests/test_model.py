@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.train_helpers import evaluate, train_step
 from training.data import ShardError, ShardReader
-from training.loop import build_optimizer, evaluate, lr_at, train_step
+from training.loop import build_optimizer, lr_at
 from training.model import GPT, IGNORE_INDEX, SIZES, GPTConfig, attention_mask
 
 VOCAB = 64

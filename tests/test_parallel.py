@@ -17,20 +17,13 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from core.config import RayConfig
+from tests.train_helpers import PipelineTrainer, Strategy, load_full_state_dict, train_step, wrap_model
 from training.launch import ensure_ray
-from training.loop import build_optimizer, mean_across_ranks, train_step
+from training.loop import build_optimizer
 from training.model import GPT, GPTConfig
-from training.parallel import (
-    Strategy,
-    full_state_dict,
-    load_full_state_dict,
-    load_optimizer_state,
-    optimizer_state,
-    shard,
-    unwrap,
-    wrap_model,
-)
-from training.pipeline import PipelineTrainer, split_blocks
+from training.parallel import full_state_dict, load_optimizer_state, optimizer_state, shard, unwrap
+from training.pipeline import split_blocks
+from training.plans import mean_across_ranks
 
 CFG = GPTConfig(vocab_size=64, block_size=16, n_layer=4, n_head=2, n_embd=32)
 LR, WEIGHT_DECAY, CLIP = 1e-2, 0.1, 0.5  # clip below the observed grad norms (~1), so clipping runs

@@ -4,7 +4,9 @@ base."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 from core.config import TrainConfig
 from scripts.bench_train import write_byte_shards
 from training.loop import run_training, total_steps
+from training.plans import PLANS, ParallelPlan, plan_for
 from training.session import STATE_FILE, LocalSession
 
 
@@ -103,3 +106,22 @@ def test_the_loop_flushes_denormals_on_cpu(shards: str) -> None:
     thread.start()
     thread.join()
     assert seen["before"] > 0.0 and seen["after"] == 0.0, seen
+
+
+def _public(cls: type) -> dict[str, object]:
+    """A class's public methods (their signatures) and properties."""
+    members = [(n, m) for n, m in inspect.getmembers(cls) if not n.startswith("_")]
+    return {n: "property" if isinstance(m, property) else inspect.signature(m) for n, m in members}
+
+
+def test_every_parallelism_has_a_plan_with_the_same_methods() -> None:
+    """The loop calls plans only through ParallelPlan's methods: every strategy implements all of
+    them, with the same signatures, and offers nothing more the loop could branch on."""
+    parallelisms = typing.get_args(TrainConfig.model_fields["parallelism"].annotation)
+    assert sorted(PLANS) == sorted(parallelisms)
+    interface = _public(ParallelPlan)
+    assert set(interface) == {"wrap", "state", "load", "step", "evaluate", "data_rank", "data_world"}
+    for name, plan in PLANS.items():
+        assert issubclass(plan, ParallelPlan) and not inspect.isabstract(plan), name
+        assert _public(plan) == interface, name
+        assert type(plan_for(_cfg(parallelism=name), LocalSession())) is plan

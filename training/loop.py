@@ -1,37 +1,38 @@
 """The training loop, built from plain PyTorch functions, run by Ray Train or by one plain process.
 
-`lr_at`, `build_optimizer`, `train_step` and `evaluate` know nothing of Ray and are unit-tested on
-their own. `run_training` is the loop itself; it talks to its runner through a small `Session`
-(rank, world, device, report, restore), so the same code runs inside Ray Train workers
-(`train_loop_per_worker`) and in a single process without Ray (`LocalSession`, the baseline the
-benchmark compares Ray's overhead against).
+`lr_at` and `build_optimizer` know nothing of Ray and are unit-tested on their own. `run_training`
+is the loop itself; it talks to its runner through a small `Session` (rank, world, device, report,
+restore), so the same code runs inside Ray Train workers (`train_loop_per_worker`) and in a single
+process without Ray (`LocalSession`, the baseline the benchmark compares Ray's overhead against).
+It knows no parallelism strategy: a `ParallelPlan` (training/plans.py) wraps the model, takes each
+optimizer step, evaluates, and lays out the checkpoint state.
 
 Per step: `grad_accum` micro-batches of the run's single data stream (training/data.py), each
 turned into the objective's batch (training/objectives.py), forward under bf16 autocast on GPU,
-gradients synchronised once per step (DDP's `no_sync` on the others), clipping, AdamW, cosine
-schedule. Checkpoints hold the model, optimizer, step, the exact data position and the metrics
-history; a retry after a lost worker (Ray Train's FailureConfig) restores all of them.
+gradients synchronised once per step, clipping, AdamW, cosine schedule. Checkpoints hold the
+model, optimizer, step, the exact data position and the metrics history; a retry after a lost
+worker (Ray Train's FailureConfig) restores all of them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from core.config import TrainConfig
 from training.data import ShardReader, read_meta, step_windows
 from training.model import GPT, GPTConfig
+from training.objectives import Objective, build_objective
+from training.plans import ParallelPlan, mean_across_ranks, plan_for
 from training.session import RaySession, Session
 
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak (Hoffmann et al. 2022)
@@ -64,36 +65,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float
-) -> float:
-    """One causal-LM forward/backward/update; returns the batch loss (the unit-tested basic step)."""
-    _, loss = model(x, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Mean causal-LM loss over `batches`, in eval mode (restores the previous mode)."""
-    was_training = model.training
-    model.eval()
-    losses = [model(x, y)[1].item() for x, y in batches]
-    model.train(was_training)
-    return sum(losses) / len(losses)
-
-
-def mean_across_ranks(value: float, device: torch.device) -> float:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.item() / dist.get_world_size()
-
-
 def _fault_injection(step: int, rank: int) -> None:
     """Tests kill a worker mid-run: SIGKILL on rank 1 at the given step, once (a marker file)."""
     spec = os.environ.get(FAULT_ENV)
@@ -117,30 +88,25 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def model_config(cfg: TrainConfig, meta: dict[str, Any]) -> GPTConfig:
     return GPTConfig.from_size(cfg.model_size, meta["vocab_size"], cfg.seq_len, dropout=cfg.dropout)
 
 
 @dataclass
 class Built:
-    model: nn.Module  # what forward runs (DDP/FSDP-wrapped, compiled; a pipeline's own stage)
-    inner: nn.Module  # the unwrapped module whose state is saved
+    model: nn.Module  # what forward runs (the plan's wrapping, compiled; a pipeline's own stage)
+    inner: nn.Module  # the plain module (the GPT, or prefix tuning's wrapper around it)
+    gpt: GPT  # the GPT in `inner`, whose config is saved
     optimizer: torch.optim.Optimizer
     trainable: int
     flops_per_token: float
-    pipe: Any = None  # training/pipeline.py PipelineTrainer when parallelism is "pipeline"
+    plan: ParallelPlan
 
 
 def build(cfg: TrainConfig, meta: dict[str, Any], session: Session, state: dict[str, Any] | None) -> Built:
-    """Model (pretrain, or prefix tuning over a frozen checkpoint), wrapped for the chosen
-    parallelism, and its optimizer; restored from `state` when the run resumes."""
-    from training import parallel
+    """Model (pretrain, or prefix tuning over a frozen checkpoint), wrapped by the run's parallelism
+    plan, and its optimizer; restored from `state` when the run resumes (the weights before the
+    plan wraps them: a checkpoint holds the plain module's full state under every plan)."""
     from training.metrics import model_flops_for
 
     torch.manual_seed(cfg.seed)
@@ -166,49 +132,25 @@ def build(cfg: TrainConfig, meta: dict[str, Any], session: Session, state: dict[
                 f"({asdict(gpt.config)}); start a run with a new name"
             )
         inner.load_state_dict(state["model"])
-    pipe = None
-    bf16 = cfg.precision == "bf16"
-    if cfg.parallelism == "pipeline":
-        from training.pipeline import PipelineTrainer
-
-        pipe = PipelineTrainer(gpt, cfg.pipeline_schedule, cfg.pipeline_microbatches, session.device)
-        model = pipe.module
-    elif cfg.parallelism == "fsdp":
-        model = parallel.wrap_model(inner, "fsdp", session.device, bf16=bf16)
-    else:
-        model = session.prepare(inner)
+    plan = plan_for(cfg, session)
+    model = plan.wrap(inner, gpt)
     if cfg.compile:
-        model = torch.compile(model)
+        model = torch.compile(model)  # type: ignore[assignment]  # an nn.Module for nn.Module input
     fused = session.device.type == "cuda"
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, fused=fused)
     if state is not None:
-        if pipe is not None:
-            pipe.load_optimizer_state(optimizer, state["optimizer"])
-        elif cfg.parallelism == "fsdp":
-            parallel.load_optimizer_state(model, optimizer, state["optimizer"])
-        else:
-            optimizer.load_state_dict(state["optimizer"])
+        plan.load(model, optimizer, state)
     fpt = model_flops_for(gpt.config, gpt.num_params(), cfg.seq_len)
     trainable = sum(p.numel() for p in inner.parameters() if p.requires_grad)
-    return Built(model, inner, optimizer, trainable, fpt, pipe)
+    return Built(model, inner, gpt, optimizer, trainable, fpt, plan)
 
 
 def _state(cfg: TrainConfig, built: Built, step: int, position: int, history: list) -> dict[str, Any]:
-    """Everything a resume needs. Under FSDP the full state is gathered (a collective: all ranks)."""
-    from training import parallel
-
-    gpt = built.inner.base if cfg.mode == "prefix_tuning" else built.inner  # type: ignore[attr-defined]
-    if built.pipe is not None:
-        model_state = built.pipe.full_state_dict()
-        optimizer_state = built.pipe.optimizer_state(built.optimizer)
-    elif cfg.parallelism == "fsdp":
-        model_state = parallel.full_state_dict(built.model)
-        optimizer_state = parallel.optimizer_state(built.model, built.optimizer)
-    else:
-        model_state, optimizer_state = built.inner.state_dict(), built.optimizer.state_dict()
+    """Everything a resume needs; the plan gathers the full state (a collective: all ranks call it)."""
+    model_state, optimizer_state = built.plan.state(built.model, built.optimizer)
     return {
         "model": model_state,
-        "model_config": asdict(gpt.config),
+        "model_config": asdict(built.gpt.config),
         "optimizer": optimizer_state,
         "step": step,
         "position": position,
@@ -218,42 +160,10 @@ def _state(cfg: TrainConfig, built: Built, step: int, position: int, history: li
     }
 
 
-def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
-    """DDP all-reduces gradients on every backward; accumulate locally until the last micro-batch."""
-    inner = getattr(model, "_orig_mod", model)
-    if not last and isinstance(inner, nn.parallel.DistributedDataParallel):
-        return inner.no_sync()
-    return contextlib.nullcontext()
-
-
-def _generator(cfg: TrainConfig, step: int, rank: int, micro: int) -> torch.Generator:
-    """Masks and spans are a pure function of (seed, step, rank, micro): a resumed run draws the same."""
-    return torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 4099 + rank) * 131 + micro)
-
-
-def validation(cfg: TrainConfig, built: Built, objective: Any, reader: ShardReader, session: Session) -> dict:
+def validation(built: Built, objective: Objective, reader: ShardReader) -> dict:
     """The objective's loss on the validation split (same windows every time), and perplexity."""
-    if built.pipe is not None:  # same batch shape as training: the stages inferred their shapes from it
-        rows = cfg.batch_size * cfg.grad_accum
-        evals = [reader.rank_windows(i * rows, 0, rows).to(session.device) for i in range(cfg.eval_batches)]
-        loss = sum(built.pipe.evaluate(t[:, :-1], t[:, 1:]) for t in evals) / len(evals)
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
-    was_training = built.model.training
-    built.model.eval()
-    losses = []
-    with torch.no_grad():
-        for i in range(cfg.eval_batches):
-            tokens = reader.rank_windows(0, i, cfg.batch_size)
-            batch = _to(objective.make_batch(tokens, _generator(cfg, -1, session.rank, i)), session.device)
-            with _autocast(session.device, cfg.precision):
-                losses.append(objective.loss(built.model, batch).item())
-    built.model.train(was_training)
-    loss = mean_across_ranks(sum(losses) / len(losses), session.device)
+    loss = built.plan.evaluate(built.model, objective, reader)
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def total_steps(cfg: TrainConfig, world: int) -> int:
@@ -279,17 +189,13 @@ def run_training(
     `make_tracker(start_step)` gives a training/tracking.py Tracker (rank 0 only): it is told the
     step a retry resumes from, so TensorBoard drops the failed attempt's later points.
     """
-    from training.objectives import build_objective
-
     if session.device.type == "cpu":
         flush_denormals()
     meta = read_meta(shards, fs)
     state = session.restore()
     built = build(cfg, meta, session, state)
     objective = build_objective(cfg, meta)
-    pipeline = built.pipe is not None
-    # A pipeline's stages share one data-parallel replica: every stage reads the same batch.
-    data_rank, data_world = (0, 1) if pipeline else (session.rank, session.world)
+    data_rank, data_world = built.plan.data_rank, built.plan.data_world
     reader = ShardReader(shards, "train", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
     val_reader = None
     if meta.get("val_tokens", 0) > cfg.seq_len or (fs is not None and meta.get("val_files")):
@@ -308,7 +214,7 @@ def run_training(
 def _loop(
     cfg: TrainConfig,
     built: Built,
-    objective: Any,
+    objective: Objective,
     reader: ShardReader,
     val_reader: ShardReader | None,
     session: Session,
@@ -319,8 +225,7 @@ def _loop(
 ) -> list[dict[str, Any]]:
     from training.metrics import mfu, peak_flops
 
-    pipeline = built.pipe is not None
-    data_world = 1 if pipeline else session.world
+    data_world = built.plan.data_world
     steps = total_steps(cfg, data_world)
     peak = peak_flops(torch.cuda.get_device_name(session.device)) if session.device.type == "cuda" else None
     clock, steps_timed = time.perf_counter(), 0
@@ -328,12 +233,7 @@ def _loop(
     for step in range(start, steps):
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, steps)
         set_lr(built.optimizer, lr)
-        if pipeline:  # micro-batching is the pipeline's own accumulation
-            tokens = reader.rank_windows(position, 0, cfg.batch_size * cfg.grad_accum).to(session.device)
-            with _autocast(session.device, cfg.precision):
-                loss = built.pipe.train_step(tokens[:, :-1], tokens[:, 1:], built.optimizer, cfg.grad_clip)
-        else:
-            loss = _accumulated_step(cfg, built, objective, reader, session, step, position)
+        loss = built.plan.step(built.model, built.optimizer, objective, reader, step, position)
         position += step_windows(data_world, cfg.grad_accum, cfg.batch_size)
         _fault_injection(step + 1, session.rank)
         done, steps_timed = step + 1, steps_timed + 1
@@ -343,7 +243,7 @@ def _loop(
         now = time.perf_counter()
         elapsed = now - clock
         tokens_per_s = cfg.batch_size * cfg.grad_accum * cfg.seq_len * data_world * steps_timed / elapsed
-        metrics = {
+        metrics: dict[str, Any] = {
             "step": done,
             "loss": mean_across_ranks(loss, session.device),
             "lr": lr,
@@ -353,7 +253,7 @@ def _loop(
         if peak:
             metrics["mfu"] = mfu(tokens_per_s / session.world, built.flops_per_token, peak)
         if done == steps and val_reader is not None:
-            metrics |= validation(cfg, built, objective, val_reader, session)
+            metrics |= validation(built, objective, val_reader)
         history.append(metrics)
         if tracker is not None:
             tracker.log(done, metrics)
@@ -364,30 +264,6 @@ def _loop(
         # against the next steps' throughput, as it does in wall time.
         clock, steps_timed = now, 0
     return history
-
-
-def _accumulated_step(
-    cfg: TrainConfig,
-    built: Built,
-    objective: Any,
-    reader: ShardReader,
-    session: Session,
-    step: int,
-    position: int,
-) -> float:
-    total = 0.0
-    for micro in range(cfg.grad_accum):
-        tokens = reader.rank_windows(position, micro, cfg.batch_size)
-        batch = _to(objective.make_batch(tokens, _generator(cfg, step, session.rank, micro)), session.device)
-        with _no_sync(built.model, micro == cfg.grad_accum - 1):
-            with _autocast(session.device, cfg.precision):
-                loss = objective.loss(built.model, batch) / cfg.grad_accum
-            loss.backward()
-        total += loss.item()
-    torch.nn.utils.clip_grad_norm_([p for p in built.model.parameters() if p.requires_grad], cfg.grad_clip)
-    built.optimizer.step()
-    built.optimizer.zero_grad(set_to_none=True)
-    return total
 
 
 def shard_fs(storage: dict[str, Any] | None, shards: str) -> Any:

@@ -1,5 +1,6 @@
-"""Data parallelism for the GPT: DDP or FSDP2, applied from outside the unchanged model (torchtitan's
-split of model and parallelism), plus state-dict helpers that read and write one format for both.
+"""Data parallelism for the GPT: FSDP2 sharding applied from outside the unchanged model (torchtitan's
+split of model and parallelism), plus state-dict helpers that read and write one format for FSDP and
+DDP (training/plans.py chooses between them; DDP itself comes from Ray Train's `prepare_model`).
 
 DDP (Li et al. 2020) keeps a full replica per rank and all-reduces gradients. FSDP (Zhao et al.
 2023; ZeRO-3, Rajbhandari et al. 2020) shards parameters, gradients and optimizer state across ranks
@@ -11,9 +12,8 @@ saved under FSDP resumes under DDP or in one process, and the other way round.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -21,16 +21,13 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
-    set_model_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.utils._pytree import tree_map
 
 from training.model import GPT, Block
-
-Strategy = Literal["ddp", "fsdp"]
 
 # Rank 0 gathers the full state on CPU, so GPU memory never holds a second copy of the model.
 _SAVE = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -43,21 +40,15 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def wrap_model(
-    model: nn.Module, strategy: Strategy, device: torch.device, *, bf16: bool = False
-) -> nn.Module:
-    """The model ready to train on `device` under `strategy`; build the optimizer after this call.
+def wrap_fsdp(model: nn.Module, device: torch.device, *, bf16: bool = False) -> nn.Module:
+    """`model` on `device`, sharded with FSDP2 when there is more than one rank; build the optimizer
+    after this call.
 
-    `model` is a GPT or a module holding one (prefix tuning's wrapper). "ddp" goes through Ray
-    Train's `prepare_model` (device placement, DDP when world > 1), so it needs a Ray Train worker.
-    "fsdp" shards with `fully_shard` (Ray's own FSDP path refuses CPU; this one runs on gloo too).
-    `bf16` all-gathers and computes in bfloat16 with fp32 gradient reduction, on CUDA only (CPU
-    bf16 matmuls are slow); fp32 master weights and optimizer state stay fp32 either way.
+    `model` is a GPT or a module holding one (prefix tuning's wrapper). `fully_shard` is used
+    directly (Ray's own FSDP path refuses CPU; this one runs on gloo too). `bf16` all-gathers and
+    computes in bfloat16 with fp32 gradient reduction, on CUDA only (CPU bf16 matmuls are slow);
+    fp32 master weights and optimizer state stay fp32 either way.
     """
-    if strategy == "ddp":
-        return ray.train.torch.prepare_model(model)
-    if strategy != "fsdp":
-        raise ValueError(f"unknown data-parallel strategy {strategy!r}; known: 'ddp', 'fsdp'")
     model.to(device)
     if not distributed():
         return model
@@ -92,25 +83,12 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    return isinstance(model, FSDPModule)
-
-
-def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def full_state_dict(model: nn.Module) -> dict[str, Any]:
     """The plain GPT's state dict on CPU, on rank 0 (other ranks get {}); a collective under FSDP,
     so every rank must call it."""
     if not distributed():
         return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     return get_model_state_dict(model, options=_SAVE)
-
-
-def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load a plain GPT state dict into `model` (wrapped or not); only rank 0's `state` is read, so
-    other ranks may pass {}. Every rank must call it."""
-    if not distributed():
-        unwrap(model).load_state_dict(state)
-        return
-    set_model_state_dict(model, dict(state), options=_LOAD)  # torch writes into the dict it is given
 
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class PipelineTrainer:
         # The tie group holds the two ranks with a copy of wte; every rank must create it.
         self._tie_group = dist.new_group([0, self.world - 1]) if self.world > 2 else None
 
-    def tied_weight(self) -> nn.Parameter | None:
+    def tied_weight(self) -> torch.Tensor | None:
         """This rank's copy of the tied embedding (first stage: wte, last: lm_head), else None."""
         if self.first:
             return self.module.wte.weight
@@ -149,7 +149,7 @@ class PipelineTrainer:
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float
     ) -> float:
-        """`step`, global-norm clipping and the optimizer update (loop.train_step's pipeline twin)."""
+        """`step`, global-norm clipping and the optimizer update: one training step of the pipeline plan."""
         loss = self.step(x, y)
         self.clip_grad_norm_(grad_clip)
         optimizer.step()
@@ -177,15 +177,10 @@ class PipelineTrainer:
         parts = self._gather({k: v.detach().cpu() for k, v in self.module.state_dict().items()})
         return {k: v for part in parts for k, v in part.items()}
 
-    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load an unsplit GPT's state dict; only rank 0's `state` is read (others may pass {})."""
-        keys = self._gather(list(self.module.state_dict()))
-        parts = [{k: state[k] for k in own} for own in keys] if self.rank == 0 else None
-        self.module.load_state_dict(self._scatter(parts))
-
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """Every stage's optimizer state, on rank 0 ({} elsewhere); it restores only into a pipeline
-        with the same number of stages (model weights, via full_state_dict, restore anywhere)."""
+        with the same number of stages (model weights, via full_state_dict, restore anywhere:
+        the loop loads them into the GPT before it is split)."""
         stages = self._gather(tree_map_only(torch.Tensor, torch.Tensor.cpu, optimizer.state_dict()))
         return {"pipeline_stages": stages} if self.rank == 0 else {}
 
