@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.airflow_env import airflow_environ
 from core.config import StorageConfig, load_config
+from orchestration.airflow_env import airflow_environ
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
