@@ -59,7 +59,7 @@ class WarcStats:
     source: str | None = None  # source label, or the warcinfo's `isPartOf`
 
 
-class _Iterator(ArchiveIterator):  # type: ignore[misc]
+class _Iterator(ArchiveIterator):
     INC_RECORD = ""  # warcio prints this warning to stderr; we count it (err_count) instead
 
 

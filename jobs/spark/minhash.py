@@ -150,7 +150,7 @@ def near_duplicate_edges(df: DataFrame, cfg: MinHashConfig) -> tuple[DataFrame, 
         F.count("*").alias("n"),
         F.max(size).alias("largest"),
         F.sum((size > cfg.max_bucket_size).cast("long")).alias("oversized"),
-    ).first()
+    ).collect()[0]  # a global aggregate has exactly one row
     pairs = candidate_pairs(df, cfg, bucket_df).cache()
     n_candidates = pairs.count()
     edges = verified_pairs(df, pairs, cfg, n_candidates).cache()

@@ -7,7 +7,7 @@ by EOS. The split is by document id hash, so it is stable across runs and engine
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ def is_validation(doc_id: str, val_fraction: float) -> bool:
 
 
 def write_partition(
-    index: int, rows: Iterator[Any], tokenizer_file: str, out_dir: str, val_fraction: float
+    index: int, rows: Iterable[Any], tokenizer_file: str, out_dir: str, val_fraction: float
 ) -> Iterator[dict[str, Any]]:
     """Encode one partition's documents in batches; yields one summary row per split."""
     from tokenizers import Tokenizer
