@@ -25,7 +25,7 @@ class ShardMeta(BaseModel):
     eos_id: int | None = None
     pad_id: int | None = None
     mask_id: int | None = None
-    sentinel_ids: tuple[int, ...] = ()
+    sentinel_ids: tuple[int, ...] | None = None  # None: shards older than span corruption
     dtype: str = "uint16"
     train_files: tuple[str, ...] = ()
     val_files: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
+from core.shard_meta import ShardMeta
 from training.loop import build_optimizer
 from training.model import GPT, IGNORE_INDEX, GPTConfig, attention_mask
 from training.objectives import (
@@ -30,7 +31,7 @@ from training.objectives import (
 EOS, PAD, MASK = 0, 1, 2
 SENTINELS = list(range(3, 35))
 VOCAB = 96  # ids 35..95 are ordinary tokens
-META = {"vocab_size": VOCAB, "eos_id": EOS, "pad_id": PAD, "mask_id": MASK, "sentinel_ids": SENTINELS}
+META = ShardMeta(vocab_size=VOCAB, eos_id=EOS, pad_id=PAD, mask_id=MASK, sentinel_ids=SENTINELS)
 X = IGNORE_INDEX
 
 
@@ -44,7 +45,7 @@ def test_build_objective_from_config() -> None:
         assert isinstance(build_objective(TrainConfig(objective=name, seq_len=32), META), cls)
     simcse = build_objective(TrainConfig(objective="contrastive", dropout=0.1), META)
     assert isinstance(simcse, SimCSE) and simcse.temperature == 0.05
-    old_shards = {k: v for k, v in META.items() if k != "sentinel_ids"}
+    old_shards = META.model_copy(update={"sentinel_ids": None})
     with pytest.raises(ValueError, match=r"'sentinel_ids'.*re-run the tokenizer stage"):
         build_objective(TrainConfig(objective="span"), old_shards)
     mlm = build_objective(TrainConfig(objective="mlm"), old_shards)

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from core.config import TrainConfig
+from core.shard_meta import ShardMeta
 from training.loop import build_optimizer
 from training.model import GPT, GPTConfig
 from training.objectives import build_objective
 from training.prefix_tuning import PrefixTuning, load_base
 
 VOCAB = 96
-META = {"vocab_size": VOCAB, "eos_id": 0, "pad_id": 1, "mask_id": 2, "sentinel_ids": list(range(3, 35))}
+META = ShardMeta(vocab_size=VOCAB, eos_id=0, pad_id=1, mask_id=2, sentinel_ids=tuple(range(3, 35)))
 
 
 def counting(step: int, down: bool = False) -> torch.Tensor:

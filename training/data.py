@@ -15,12 +15,13 @@ worker downloads the shards.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+
+from core.shard_meta import ShardMeta, ShardMetaError
 
 META = "meta.json"
 _TOKEN = np.dtype("<u2")
@@ -64,7 +65,7 @@ class RemoteTokens:
         return np.frombuffer(raw, dtype=_TOKEN)
 
 
-def read_meta(directory: Path | str, fs: Any = None) -> dict[str, Any]:
+def read_meta(directory: Path | str, fs: Any = None) -> ShardMeta:
     """The shard directory's meta.json (locally, or through the pyarrow filesystem `fs`)."""
     path = f"{str(directory).rstrip('/')}/{META}"
     try:
@@ -77,9 +78,12 @@ def read_meta(directory: Path | str, fs: Any = None) -> dict[str, Any]:
         raise ShardError(
             f"no {META} in shard directory {directory}: run the tokenize+shard stage first"
         ) from err
-    meta = json.loads(text)
-    if meta.get("dtype", "uint16") != "uint16":
-        raise ShardError(f"{path}: dtype {meta['dtype']!r} is not supported (expected 'uint16')")
+    try:
+        meta = ShardMeta.parse(text, path)
+    except ShardMetaError as err:
+        raise ShardError(str(err)) from err
+    if meta.dtype != "uint16":
+        raise ShardError(f"{path}: dtype {meta.dtype!r} is not supported (expected 'uint16')")
     return meta
 
 
@@ -100,7 +104,7 @@ class ShardReader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.meta = read_meta(directory, fs)
         base = str(directory).rstrip("/")
-        names = self.meta[f"{split}_files"]
+        names = self.meta.files(split)
         self.files: list[TokenFile] = (
             [LocalTokens(Path(base, n)) for n in names]
             if fs is None

@@ -19,6 +19,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from core.config import REPO_ROOT, PipelineConfig, RayConfig
+from core.shard_meta import ShardMeta
 from core.storage import open_storage
 from training.data import ShardReader, read_meta
 from training.loop import FAULT_ENV, model_config, train_loop_per_worker
@@ -121,7 +122,7 @@ def _fit(
     shards_uri: str,
     storage_uri: str,
     name: str,
-    meta: dict[str, Any],
+    meta: ShardMeta,
     tracking: bool,
 ) -> dict[str, Any]:
     storage_path, fs = run_storage(cfg, storage_uri)

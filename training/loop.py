@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from core.config import TrainConfig
+from core.shard_meta import ShardMeta
 from training.data import ShardReader, read_meta, step_windows
 from training.model import GPT, GPTConfig
 from training.objectives import Objective, build_objective
@@ -88,8 +89,8 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def model_config(cfg: TrainConfig, meta: dict[str, Any]) -> GPTConfig:
-    return GPTConfig.from_size(cfg.model_size, meta["vocab_size"], cfg.seq_len, dropout=cfg.dropout)
+def model_config(cfg: TrainConfig, meta: ShardMeta) -> GPTConfig:
+    return GPTConfig.from_size(cfg.model_size, meta.vocab_size, cfg.seq_len, dropout=cfg.dropout)
 
 
 @dataclass
@@ -103,7 +104,7 @@ class Built:
     plan: ParallelPlan
 
 
-def build(cfg: TrainConfig, meta: dict[str, Any], session: Session, state: dict[str, Any] | None) -> Built:
+def build(cfg: TrainConfig, meta: ShardMeta, session: Session, state: dict[str, Any] | None) -> Built:
     """Model (pretrain, or prefix tuning over a frozen checkpoint), wrapped by the run's parallelism
     plan, and its optimizer; restored from `state` when the run resumes (the weights before the
     plan wraps them: a checkpoint holds the plain module's full state under every plan)."""
@@ -115,10 +116,10 @@ def build(cfg: TrainConfig, meta: dict[str, Any], session: Session, state: dict[
         from training.prefix_tuning import PrefixTuning, load_base
 
         base = load_base(Path(str(cfg.init_from)), dropout=cfg.dropout)
-        if base.config.vocab_size != meta["vocab_size"]:
+        if base.config.vocab_size != meta.vocab_size:
             raise ValueError(
                 f"train.init_from holds a model with vocabulary {base.config.vocab_size}, the shards "
-                f"have {meta['vocab_size']}: prefix-tune on shards of the same tokenizer"
+                f"have {meta.vocab_size}: prefix-tune on shards of the same tokenizer"
             )
         inner: nn.Module = PrefixTuning(base, cfg.prefix_length, cfg.prefix_hidden)
         gpt = base
@@ -198,7 +199,7 @@ def run_training(
     data_rank, data_world = built.plan.data_rank, built.plan.data_world
     reader = ShardReader(shards, "train", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
     val_reader = None
-    if meta.get("val_tokens", 0) > cfg.seq_len or (fs is not None and meta.get("val_files")):
+    if meta.val_tokens > cfg.seq_len or (fs is not None and meta.val_files):
         val_reader = ShardReader(shards, "val", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
     start, position, history = (state["step"], state["position"], state["history"]) if state else (0, 0, [])
     tracker = make_tracker(start) if make_tracker is not None else None

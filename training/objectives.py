@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.shard_meta import ShardMeta
 from training.model import IGNORE_INDEX, Attn
 
 if TYPE_CHECKING:  # torch-only at run time, like model.py, so GPU scripts need no pydantic
@@ -306,16 +307,16 @@ class SimCSE:
         return F.cross_entropy(sims, torch.arange(sims.size(0), device=sims.device))
 
 
-def _meta(meta: dict[str, Any], key: str, objective: str) -> Any:
-    if meta.get(key) is None:
+def _meta(meta: ShardMeta, key: str, objective: str) -> Any:
+    if getattr(meta, key) is None:
         raise ValueError(
             f"objective {objective!r} needs {key!r} in the shard meta.json, which these shards lack; "
             "re-run the tokenizer stage (and the shard stage after it)"
         )
-    return meta[key]
+    return getattr(meta, key)
 
 
-def build_objective(cfg: TrainConfig, meta: dict[str, Any]) -> Objective:
+def build_objective(cfg: TrainConfig, meta: ShardMeta) -> Objective:
     """The objective `cfg.objective` names, with its settings from cfg and token ids from `meta`."""
     name = cfg.objective
     if name == "causal":
@@ -325,11 +326,11 @@ def build_objective(cfg: TrainConfig, meta: dict[str, Any]) -> Objective:
     if name == "contrastive":
         return SimCSE(temperature=cfg.contrastive_temperature)
     if name == "mlm":
-        special = [meta[k] for k in ("eos_id", "pad_id") if meta.get(k) is not None]
+        special = [i for i in (meta.eos_id, meta.pad_id) if i is not None]
         return MaskedLM(
-            vocab_size=meta["vocab_size"],
+            vocab_size=meta.vocab_size,
             mask_id=_meta(meta, "mask_id", name),
-            special_ids=[*special, *meta.get("sentinel_ids", [])],
+            special_ids=[*special, *(meta.sentinel_ids or ())],
             mlm_probability=cfg.mlm_probability,
         )
     if name == "span":
