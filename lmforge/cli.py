@@ -53,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.storage import StorageError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.handler(args))
-    except (ValueError, OSError) as err:  # config, storage and input errors: one readable line
+    except (ValueError, OSError, StorageError) as err:  # config, storage, input: one readable line
         print(f"lmforge {args.command}: {err}", file=sys.stderr)
         return 2
 
