@@ -188,9 +188,17 @@ def test_k8s_manifests_are_well_formed() -> None:
     ]
     assert 1 in gpu, "no Ray worker group requests nvidia.com/gpu: 1"
     app = kinds["SparkApplication"]["spec"]
-    assert app["mainApplicationFile"].endswith("/jobs/spark_main.py")
+    main = app["mainApplicationFile"].removeprefix("local:///opt/lmforge/")
+    assert main == "jobs/spark/main.py" and (REPO_ROOT / main).is_file()
     assert app["arguments"] == ["quality", "--run-id", "example", "--profile", "cluster"]
     assert app["sparkVersion"] == pins()["pyspark"]
+
+
+def test_image_holds_every_package_of_the_project() -> None:
+    """The image runs DAGs, spark-submit and Ray jobs: every package they import must be in it."""
+    text = DOCKERFILE.read_text()
+    for package in ("core", "jobs", "training", "orchestration", "lmforge", "dags"):
+        assert f"COPY --chown=50000:0 {package} /opt/lmforge/{package}" in text, package
 
 
 def test_dockerfile_pins_follow_requirements() -> None:
