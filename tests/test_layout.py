@@ -1,5 +1,6 @@
-"""Imports point one way: stage logic under jobs/ is plain Python; only jobs/spark/ may use Spark
-(DESIGN.md, "Engine-agnostic stages, thin engines")."""
+"""Imports point one way: stage logic under jobs/ is plain Python; only jobs/spark/ may use Spark,
+and only orchestration/ and dags/ may use Airflow (DESIGN.md, "Engine-agnostic stages, thin
+engines")."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from core.config import REPO_ROOT
 JOBS = REPO_ROOT / "jobs"
 
 
-def pyspark_import_lines(source: str) -> list[int]:
-    """Lines importing pyspark anywhere in `source`: module level, in functions, under TYPE_CHECKING."""
+def pyspark_import_lines(source: str, package: str = "pyspark") -> list[int]:
+    """Lines importing `package` anywhere in `source`: module level, in functions, under TYPE_CHECKING."""
     lines = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -20,7 +21,7 @@ def pyspark_import_lines(source: str) -> list[int]:
             names = [node.module]
         else:
             continue
-        if any(name == "pyspark" or name.startswith("pyspark.") for name in names):
+        if any(name == package or name.startswith(package + ".") for name in names):
             lines.append(node.lineno)
     return lines
 
@@ -32,6 +33,17 @@ def test_no_pyspark_outside_jobs_spark() -> None:
         f"{path.relative_to(REPO_ROOT)}:{line}"
         for path in files
         for line in pyspark_import_lines(path.read_text(encoding="utf-8"))
+    ]
+    assert hits == []
+
+
+def test_no_airflow_in_core_jobs_training() -> None:
+    """Airflow glue lives in orchestration/ and dags/; the library runs without Airflow."""
+    files = [p for d in ("core", "jobs", "training") for p in sorted((REPO_ROOT / d).rglob("*.py"))]
+    hits = [
+        f"{path.relative_to(REPO_ROOT)}:{line}"
+        for path in files
+        for line in pyspark_import_lines(path.read_text(encoding="utf-8"), "airflow")
     ]
     assert hits == []
 

@@ -153,10 +153,6 @@ class ShardReader:
         first = position + (micro * self.world_size + self.rank) * batch_size
         return self.windows(first, batch_size)
 
-    def window_ids(self, step: int, batch_size: int) -> np.ndarray:
-        """Indices (into the window table) of this rank's batch at `step` (one micro-batch per step)."""
-        return self.stream_ids((step * self.world_size + self.rank) * batch_size, batch_size)
-
     def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y) int64 tensors of shape [batch_size, seq_len]; y is x shifted by one token."""
         tokens = self.windows((step * self.world_size + self.rank) * batch_size, batch_size)

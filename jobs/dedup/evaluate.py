@@ -17,8 +17,6 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from core.config import MinHashConfig
 from jobs.dedup.minhash import jaccard, shingles
 
@@ -107,7 +105,3 @@ def score(found: set[tuple[str, str]], truth: dict[tuple[str, str], float], thre
     precision = len(found & good) / len(found) if found else 1.0
     missed = sorted((a, b, round(truth[(a, b)], 3)) for a, b in must - found)
     return Quality(recall, precision, len(must), len(found), missed[:20])
-
-
-def mean_size(docs: list[tuple[str, str]]) -> float:
-    return float(np.mean([len(t.encode()) for _, t in docs])) if docs else 0.0
