@@ -18,11 +18,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from core.config import REPO_ROOT, load_config
-from core.registry import STAGES
+from core.registry import STAGES, dag_stages
 from demo.corpus import build_demo_corpus
 from demo.site import serve_directory
 from jobs.spark.runner import run_stage
 from jobs.spark.session import get_spark
+
+CURATION = [s.name for s in dag_stages("curation")]  # the Spark stages, in order
 
 
 def input_size(root: Path, stage: str) -> tuple[int, int]:
@@ -59,7 +61,7 @@ def one_run(corpus: Path, base_url: str, spark: Any, train_steps: int) -> dict[s
             }
         )
         out = {}
-        for name in STAGES:
+        for name in CURATION:
             manifest, _ = run_stage(name, cfg, "bench", spark)
             docs, size = input_size(root, name)
             out[name] = {"seconds": manifest.stats["seconds"], "docs": docs, "bytes": size}
@@ -103,7 +105,7 @@ def train(cfg: Any, root: Path) -> dict[str, float]:
 def table(runs: list[dict[str, dict[str, float]]]) -> str:
     head = f"{'stage':<10} {'docs':>7} {'MB':>8} {'seconds':>8} {'docs/s':>9} {'MB/s':>7}"
     lines = [f"{head}   (median of {len(runs)} runs)"]
-    for name in STAGES:
+    for name in CURATION:
         secs = statistics.median(r[name]["seconds"] for r in runs)
         docs, size = runs[0][name]["docs"], runs[0][name]["bytes"] / 1e6
         lines.append(
