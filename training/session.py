@@ -71,7 +71,7 @@ class RaySession:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
-            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         """Only checkpoints go through Ray: `ray.train.report` is a barrier across workers that also
