@@ -699,3 +699,23 @@ def test_run_ingest_writes_documents_and_rejects(tmp_path: Path) -> None:
     assert data.schema.equals(DOCUMENT_SCHEMA) and rejected.schema.equals(REJECTED_SCHEMA)
     assert data.num_rows == 11 and rejected.num_rows == 5
     assert set(rejected.column("reject_stage").to_pylist()) == {"ingest"}
+
+
+def test_hostile_git_config_runs_nothing(tmp_path: Path) -> None:
+    """A repository's .git/config may name programs (fsmonitor, gpg); reading it must run none."""
+    import subprocess
+
+    from jobs.readers.connectors.code import list_files
+
+    repo, marker = tmp_path / "repo", tmp_path / "pwned"
+    repo.mkdir()
+    (repo / "a.py").write_text("print(1)\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=n"]
+    for args in (["init", "-q"], ["add", "a.py"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    for key in ("core.fsmonitor", "gpg.program", "core.pager"):
+        subprocess.run([*git, "config", key, f"touch {marker}; echo"], check=True)
+    subprocess.run([*git, "config", "log.showSignature", "true"], check=True)
+    files, facts = list_files(repo)
+    assert files == ["a.py"] and facts["code.commit"]
+    assert not marker.exists()

@@ -172,8 +172,27 @@ def minified(rel: str, text: str, max_mean: float = 100.0, max_line: int = 1000)
     return f"mean_line_length={mean:.0f}" if mean > max_mean else None
 
 
+# A repository's own .git/config is data from a stranger: settings that make git run a program
+# (core.fsmonitor on every index read, signature verifiers, hooks, pagers, diff drivers) are
+# overridden on the command line, which wins over every config file (git-config(1), "FILES").
+SAFE_GIT = (
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.pager=cat",
+    "core.sshCommand=false",
+    "gpg.program=false",
+    "gpg.ssh.program=false",
+    "gpg.x509.program=false",
+    "log.showSignature=false",
+    "diff.external=",
+    "protocol.allow=never",
+)
+
+
 def _git(root: Path, *args: str) -> str | None:
-    cmd = ["git", "-c", f"safe.directory={root}", "-C", str(root), *args]
+    """Read-only git on an ingested tree, with every config-driven command disabled."""
+    overrides = [arg for setting in SAFE_GIT for arg in ("-c", setting)]
+    cmd = ["git", "-c", f"safe.directory={root}", *overrides, "-C", str(root), *args]
     try:
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
