@@ -69,6 +69,35 @@ def test_ssrf_guard_blocks_private_and_metadata(host: str) -> None:
         check_address(f"http://{host}/", allow_loopback=False)
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::7f00:1]",  # IPv4-compatible 127.0.0.1
+        "[::a00:1]",  # IPv4-compatible 10.0.0.1
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 169.254.169.254
+        "[64:ff9b::7f00:1]",  # NAT64 127.0.0.1
+        "[2002:a00:1::]",  # 6to4 10.0.0.1
+        "[2002:7f00:1::1]",  # 6to4 127.0.0.1
+        "[2001:0:4136:e378:8000:63bf:f5ff:fffe]",  # Teredo client 10.0.0.1
+        "[fec0::1]",  # site-local
+    ],
+)
+def test_ssrf_guard_judges_the_ipv4_an_ipv6_address_embeds(host: str) -> None:
+    with pytest.raises(BlockedAddress, match="ssrf_blocked"):
+        check_address(f"http://{host}/", allow_loopback=False)
+
+
+def test_embedded_public_ipv4_stays_allowed() -> None:
+    import ipaddress
+
+    from jobs.crawl.fetch import embedded_ipv4
+
+    assert str(embedded_ipv4(ipaddress.IPv6Address("64:ff9b::808:808"))) == "8.8.8.8"
+    assert str(embedded_ipv4(ipaddress.IPv6Address("2002:808:808::1"))) == "8.8.8.8"
+    assert embedded_ipv4(ipaddress.IPv6Address("2606:4700::1111")) is None
+    check_address("http://[64:ff9b::808:808]/", allow_loopback=False)  # NAT64 to a public host
+
+
 def test_loopback_allowed_only_when_configured() -> None:
     check_address("http://127.0.0.1/", allow_loopback=True)
     for host in ("10.0.0.1", "[::ffff:10.0.0.1]", "169.254.169.254"):

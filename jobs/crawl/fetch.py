@@ -27,10 +27,30 @@ class BlockedAddress(Exception):
     """The target resolves to an address the crawl may not reach (the reason is the message)."""
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches: IPv4-mapped and IPv4-compatible (RFC 4291
+    section 2.5.5), NAT64 (RFC 6052), 6to4 (RFC 3056) and a Teredo client (RFC 4380). Judging the
+    IPv6 form alone would let `[::7f00:1]` or `[2002:7f00:1::]` reach loopback or a private host."""
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    value = int(ip)
+    if ip in NAT64 or (value >> 32 == 0 and value > 1):  # ::a.b.c.d; `::` and `::1` judged as IPv6
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    return None
+
+
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
-    """Anything not globally routable (private, loopback, link-local and metadata, CGNAT, reserved)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """Anything not globally routable (private, loopback, link-local and metadata, CGNAT, reserved,
+    IPv6 site-local `fec0::/10`), judged on the IPv4 address an IPv6 one embeds, if any."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return True
+        ip = embedded_ipv4(ip) or ip
     if ip.is_loopback:
         return not allow_loopback
     return not ip.is_global or ip.is_multicast
