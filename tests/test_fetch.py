@@ -160,6 +160,13 @@ def test_robots_status_semantics(status: int, error: str | None, allowed: bool, 
     assert rules.allowed("http://h/x") is allowed and rules.reason == reason
 
 
+def test_robots_with_a_byte_order_mark_still_applies() -> None:
+    body = "\ufeffUser-agent: *\nDisallow: /\n".encode()
+    rules = RobotsRules.from_response(200, body, UA, None)
+    assert not rules.allowed("http://h/x") and rules.reason == "robots_txt"
+    assert not parse_robots("\ufeffUser-agent: *\nDisallow: /private/\n", UA).allowed("http://h/private/a")
+
+
 @pytest.mark.parametrize(
     ("value", "directives"),
     [

@@ -73,7 +73,9 @@ class RobotsRules:
             return cls(disallow_all=True, reason=f"robots_unreachable:{error or status}")
         if status >= 400:
             return cls(reason=f"robots_{status}")
-        return parse_robots(body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"), user_agent)
+        # utf-8-sig: a leading byte order mark is not part of the first record (RFC 9309 section 2.2
+        # says UTF-8; Google's parser skips a BOM), or a file that disallows everything is ignored.
+        return parse_robots(body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", "replace"), user_agent)
 
     def allowed(self, url: str) -> bool:
         """Longest matching rule wins; on a tie allow wins (RFC 9309 section 2.2.2)."""
@@ -94,7 +96,7 @@ def parse_robots(text: str, user_agent: str) -> RobotsRules:
     """
     groups: list[tuple[set[str], list[tuple[str, str]]]] = []
     in_agents = False
-    for raw in text.splitlines():
+    for raw in text.removeprefix("\ufeff").splitlines():
         key, sep, value = raw.split("#", 1)[0].partition(":")
         key, value = key.strip().lower(), value.strip()
         if not sep:
