@@ -192,7 +192,8 @@ SAFE_GIT = (
 def _git(root: Path, *args: str) -> str | None:
     """Read-only git on an ingested tree, with every config-driven command disabled."""
     overrides = [arg for setting in SAFE_GIT for arg in ("-c", setting)]
-    cmd = ["git", "-c", f"safe.directory={root}", *overrides, "-C", str(root), *args]
+    # No safe.directory: git refuses a tree owned by someone else, which is then read without git.
+    cmd = ["git", *overrides, "-C", str(root), *args]
     try:
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
