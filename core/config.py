@@ -82,8 +82,12 @@ class CrawlConfig(_Strict):
     max_depth: int = Field(3, ge=0, le=100)
     delay_s: float = Field(0.0, ge=0, le=3600)
     max_crawl_delay_s: float = Field(30.0, ge=0, le=3600)
+    # One request's total time, connect, headers and body together (a server dripping bytes must
+    # not stay under a per-read timeout forever); and one host's whole task (robots.txt, pages,
+    # politeness delays): a host past it is abandoned with its pages so far kept.
     timeout_s: float = Field(10.0, gt=0, le=600)
-    max_bytes: int = Field(5_000_000, gt=0)
+    host_deadline_s: float = Field(3600.0, gt=0, le=7 * 86400)
+    max_bytes: int = Field(5_000_000, gt=0, le=1_000_000_000)
     max_retries: int = Field(2, ge=0, le=10)
     backoff_base_s: float = Field(1.0, ge=0, le=600)
     max_retry_wait_s: float = Field(60.0, ge=0, le=3600)
@@ -133,8 +137,21 @@ class SourcesConfig(_Strict):
     social_format: Literal["auto", "jsonl", "csv"] = "auto"
     social_fields: dict[SocialField, str] = {}
     synthetic_count: int = Field(0, ge=0, le=10_000_000)  # 0: no synthetic documents
-    synthetic_seed: int = 0
-    max_file_bytes: int = Field(50_000_000, ge=1)  # larger files are rejected unread
+    synthetic_seed: int = Field(0, ge=0, le=2**32 - 1)
+    max_file_bytes: int = Field(50_000_000, ge=1, le=10**10)  # larger files are rejected unread
+    # Parser bounds (a limit hit rejects that record or member, with its reason; the rest is kept).
+    # Archives (EPUB is a ZIP): Apache POI's ZipSecureFile refuses entries inflating more than 100x
+    # (MIN_INFLATE_RATIO 0.01); per-member and total caps bound what a small bomb can reach.
+    max_member_bytes: int = Field(50_000_000, ge=1, le=10**10)  # one uncompressed ZIP/EPUB member
+    max_unpacked_bytes: int = Field(200_000_000, ge=1, le=10**11)  # all members of one archive
+    max_compression_ratio: float = Field(100.0, gt=1, le=100_000)
+    # JSONL: a longer line is rejected without being held whole; deeper JSON is rejected (serde_json
+    # stops at 128 levels; CPython's json would raise RecursionError near 1,000).
+    max_line_bytes: int = Field(8_000_000, ge=1, le=10**9)
+    max_json_depth: int = Field(128, ge=1, le=900)
+    # CSV: Python's csv module defaults to 131,072 characters per field; a longer field rejects
+    # its row and reading goes on with the next one.
+    max_csv_field_chars: int = Field(1_000_000, ge=1, le=10**9)
 
 
 class WarcConfig(_Strict):
@@ -142,14 +159,29 @@ class WarcConfig(_Strict):
 
     paths: list[str] = []
     source_label: str | None = None  # default: the warcinfo record's isPartOf
+    # Parser bounds. Common Crawl truncates every HTTP payload at 1 MiB (`WARC-Truncated: length`),
+    # so 10 MB per record leaves room for other archives' pages; a record past it is rejected
+    # `warc_record_too_large` and reading goes on. The file cap bounds decompressed bytes read
+    # from one file (a CC WARC is ~1 GB gzipped, ~5 GB inflated). Header lines: Apache httpd
+    # refuses request header fields over 8,190 bytes (LimitRequestFieldSize); we allow 64 KiB per
+    # line and 256 KiB per header block.
+    max_record_bytes: int = Field(10_000_000, ge=1, le=10**10)
+    max_file_bytes: int = Field(20_000_000_000, ge=1, le=10**12)
+    max_header_line_bytes: int = Field(65_536, ge=256, le=10**7)
+    max_header_bytes: int = Field(262_144, ge=256, le=10**8)
 
 
 class ExtractConfig(_Strict):
     """HTML to text: trafilatura for quality (FineWeb's choice), resiliparse for speed (DCLM's)."""
 
     extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
-    min_text_chars: int = Field(1, ge=0)  # fewer extracted characters: rejected `extract_no_text`
-    max_links: int = Field(200, ge=0)  # outgoing links kept in `extract.links`
+    min_text_chars: int = Field(1, ge=0, le=10**7)  # fewer extracted characters: `extract_no_text`
+    max_links: int = Field(200, ge=0, le=100_000)  # outgoing links kept in `extract.links`
+    # HTML larger than this is rejected `extract_too_large` before parsing (trafilatura's own
+    # settings.cfg uses MAX_FILE_SIZE = 20000000); a page that takes longer than
+    # `max_parse_s` to extract is rejected `extract_timeout`.
+    max_html_bytes: int = Field(20_000_000, ge=1, le=10**9)
+    max_parse_s: float = Field(30.0, gt=0, le=3600)
     detect_language: bool = True
 
 
