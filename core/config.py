@@ -11,13 +11,14 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -45,22 +46,22 @@ class StorageConfig(_Strict):
     secret_access_key: SecretStr | None = None
     # S3-compatible servers (MinIO, moto) reject the CRC checksums boto3 sends by default.
     checksum: Literal["when_required", "when_supported"] = "when_required"
-    connect_timeout_s: float = Field(5.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
     max_attempts: int = Field(2, ge=1, le=10)
 
 
 class SparkConfig(_Strict):
     master: str = "local[*]"
     conn_id: str = "spark_default"
-    driver_memory: str = Field("2g", pattern=r"^\d+[kmgt]$")
+    driver_memory: str = Field("2g", pattern=r"^(?:\d{1,9}[km]|\d{1,4}g|[1-4]t)$")  # at most 4 TiB
     shuffle_partitions: int = Field(4, ge=1, le=100_000)
 
 
 class RayConfig(_Strict):
     address: str | None = None  # None: start a local Ray inside the task
-    num_workers: int = Field(2, ge=1)
+    num_workers: int = Field(2, ge=1, le=4096)
     use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
 
 
 class CrawlConfig(_Strict):
@@ -75,7 +76,7 @@ class CrawlConfig(_Strict):
     and the URL regexes (`re.search`) apply on top.
     """
 
-    seeds: list[str] = []
+    seeds: list[str] = Field([], max_length=100_000)
     user_agent: str = "LMForgeBot/0.1 (+https://github.com/lmforge)"
     max_pages: int = Field(500, ge=0, le=10_000_000)
     max_pages_per_host: int = Field(1000, ge=0, le=10_000_000)
@@ -94,10 +95,10 @@ class CrawlConfig(_Strict):
     max_redirects: int = Field(5, ge=0, le=30)
     allowed_content_types: list[str] = ["text/html", "application/xhtml+xml", "text/plain"]
     honor_ai_optout: bool = True  # noai meta/X-Robots-Tag and W3C TDMRep reservations
-    allow_domains: list[str] = []
-    deny_domains: list[str] = []
-    allow_patterns: list[str] = []
-    deny_patterns: list[str] = []
+    allow_domains: list[str] = Field([], max_length=100_000)
+    deny_domains: list[str] = Field([], max_length=100_000)
+    allow_patterns: list[str] = Field([], max_length=1000)  # regexes: config-only (no ReDoS by param)
+    deny_patterns: list[str] = Field([], max_length=1000)
     allow_loopback: bool = False
 
     @field_validator("allowed_content_types", "allow_domains", "deny_domains")
@@ -129,11 +130,17 @@ class SourcesConfig(_Strict):
     """
 
     include: list[SourceKind] = ["books", "code", "papers", "social", "synthetic"]
+    # Paths: set only by the deployment's config. A param picks a named entry of `locations`
+    # instead (`books`, `code`, `papers`, `social`); the name replaces the path here at load time.
     books_dir: str = ""
     code_dir: str = ""
     code_license: str = "PSF-2.0"  # used when the tree's license file matches no known license text
     papers_dir: str = ""
-    social_paths: list[str] = []  # dump files or folders of dumps
+    social_paths: list[str] = Field([], max_length=10_000)  # dump files or folders of dumps
+    books: str | None = None
+    code: str | None = None
+    papers: str | None = None
+    social: list[str] = Field([], max_length=1000)
     social_format: Literal["auto", "jsonl", "csv"] = "auto"
     social_fields: dict[SocialField, str] = {}
     synthetic_count: int = Field(0, ge=0, le=10_000_000)  # 0: no synthetic documents
@@ -157,7 +164,8 @@ class SourcesConfig(_Strict):
 class WarcConfig(_Strict):
     """WARC/WET/ARC files (or folders of them) to ingest, e.g. Common Crawl segments."""
 
-    paths: list[str] = []
+    paths: list[str] = Field([], max_length=100_000)  # config-only; a param names `use` locations
+    use: list[str] = Field([], max_length=1000)  # names in `locations`, replacing `paths` when set
     source_label: str | None = None  # default: the warcinfo record's isPartOf
     # Parser bounds. Common Crawl truncates every HTTP payload at 1 MiB (`WARC-Truncated: length`),
     # so 10 MB per record leaves room for other archives' pages; a record past it is rejected
@@ -188,14 +196,14 @@ class ExtractConfig(_Strict):
 class QualityConfig(_Strict):
     """Defaults from Gopher (Rae et al. 2021, appendix A) for prose; code rules from Codex/StarCoder."""
 
-    min_words: int = Field(50, ge=0)
-    max_words: int = Field(100_000, ge=1)
-    min_mean_word_length: float = Field(3.0, ge=0)
-    max_mean_word_length: float = Field(10.0, gt=0)
-    max_symbol_word_ratio: float = Field(0.1, ge=0)
+    min_words: int = Field(50, ge=0, le=10**7)
+    max_words: int = Field(100_000, ge=1, le=10**9)
+    min_mean_word_length: float = Field(3.0, ge=0, le=1000)
+    max_mean_word_length: float = Field(10.0, gt=0, le=1000)
+    max_symbol_word_ratio: float = Field(0.1, ge=0, le=1000)
     min_alpha_word_fraction: float = Field(0.8, ge=0, le=1)
-    max_code_line_length: int = Field(1000, ge=1)
-    max_code_mean_line_length: float = Field(100.0, gt=0)
+    max_code_line_length: int = Field(1000, ge=1, le=10**8)
+    max_code_mean_line_length: float = Field(100.0, gt=0, le=10**8)
     min_code_alnum_fraction: float = Field(0.25, ge=0, le=1)
 
 
@@ -217,11 +225,11 @@ class MinHashConfig(_Strict):
     num_perm: int = Field(112, ge=2, le=1024)  # FineWeb: 14 buckets x 8 hashes
     threshold: float = Field(0.8, gt=0, lt=1)  # FineWeb's 75% at 14x8; Lee et al. (2022): 0.8
     min_hit_probability: float = Field(0.9, gt=0, lt=1)
-    bands: int | None = Field(None, ge=1)
-    rows: int | None = Field(None, ge=1)
-    seed: int = Field(1, ge=0)  # datasketch's default MinHash seed
+    bands: int | None = Field(None, ge=1, le=1024)
+    rows: int | None = Field(None, ge=1, le=1024)
+    seed: int = Field(1, ge=0, le=2**32 - 1)  # datasketch's default MinHash seed
     verify: Literal["exact", "estimate"] = "exact"
-    max_bucket_size: int = Field(1000, ge=2)
+    max_bucket_size: int = Field(1000, ge=2, le=10**7)
     lowercase: bool = True
     strip_punctuation: bool = True  # Unicode punctuation and symbols (categories P*, S*)
     normalize_numbers: bool = True  # digits -> 0, as datatrove's simplify_text
@@ -259,13 +267,13 @@ class DedupConfig(_Strict):
 
 class TokenizerConfig(_Strict):
     vocab_size: int = Field(8192, ge=300, le=65_535)  # shards store uint16 ids
-    min_frequency: int = Field(2, ge=1)
-    max_training_docs: int = Field(20_000, ge=1)
+    min_frequency: int = Field(2, ge=1, le=10**9)
+    max_training_docs: int = Field(20_000, ge=1, le=10**9)
 
 
 class ShardConfig(_Strict):
     val_fraction: float = Field(0.05, ge=0, lt=1)
-    max_shard_tokens: int = Field(50_000_000, ge=1)
+    max_shard_tokens: int = Field(50_000_000, ge=1, le=10**12)
 
 
 class TrainConfig(_Strict):
@@ -282,34 +290,35 @@ class TrainConfig(_Strict):
 
     objective: Literal["causal", "mlm", "span", "prefix_lm", "contrastive"] = "causal"
     mode: Literal["pretrain", "prefix_tuning"] = "pretrain"
-    init_from: str | None = None
+    init_from: str | None = None  # a path: config-only (a param names `init_location`)
+    init_location: str | None = None  # a name in `locations`, replacing init_from when set
     model_size: Literal["tiny", "small", "gpt2-small", "gpt2-medium", "1b"] = "tiny"
     seq_len: int = Field(128, ge=8, le=8192)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    steps: int = Field(150, ge=1)
-    token_budget: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1, le=65_536)
+    grad_accum: int = Field(1, ge=1, le=4096)
+    steps: int = Field(150, ge=1, le=10**9)
+    token_budget: int | None = Field(None, ge=1, le=10**15)
     lr: float = Field(3e-3, gt=0, le=1)
-    warmup_steps: int = Field(10, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
+    warmup_steps: int = Field(10, ge=0, le=10**9)
+    weight_decay: float = Field(0.1, ge=0, le=10)
+    grad_clip: float = Field(1.0, gt=0, le=10**6)
     parallelism: Literal["ddp", "fsdp", "pipeline"] = "ddp"
     pipeline_schedule: Literal["1F1B", "GPipe"] = "1F1B"
-    pipeline_microbatches: int = Field(4, ge=1)
+    pipeline_microbatches: int = Field(4, ge=1, le=4096)
     precision: Literal["fp32", "bf16"] = "bf16"
     compile: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)  # contrastive learning needs > 0 (SimCSE: 0.1)
     mlm_probability: float = Field(0.15, gt=0, lt=1)  # BERT (Devlin et al. 2019)
     span_noise_density: float = Field(0.15, gt=0, lt=1)  # T5 (Raffel et al. 2020)
-    span_mean_length: float = Field(3.0, ge=1)  # T5
-    contrastive_temperature: float = Field(0.05, gt=0)  # SimCSE (Gao et al. 2021)
-    prefix_length: int = Field(10, ge=1)  # Li & Liang (2021) table/summarisation: 10-200
-    prefix_hidden: int = Field(512, ge=1)  # Li & Liang (2021): reparameterisation MLP width 512
-    checkpoint_every: int = Field(50, ge=1)
-    log_every: int = Field(10, ge=1)
-    eval_batches: int = Field(4, ge=1)
-    max_failures: int = Field(2, ge=0)  # Ray Train FailureConfig retries from the last checkpoint
-    seed: int = 0
+    span_mean_length: float = Field(3.0, ge=1, le=1000)  # T5
+    contrastive_temperature: float = Field(0.05, gt=0, le=100)  # SimCSE (Gao et al. 2021)
+    prefix_length: int = Field(10, ge=1, le=4096)  # Li & Liang (2021) table/summarisation: 10-200
+    prefix_hidden: int = Field(512, ge=1, le=65_536)  # Li & Liang (2021): reparameterisation MLP width 512
+    checkpoint_every: int = Field(50, ge=1, le=10**9)
+    log_every: int = Field(10, ge=1, le=10**9)
+    eval_batches: int = Field(4, ge=1, le=100_000)
+    max_failures: int = Field(2, ge=0, le=100)  # Ray Train FailureConfig retries from the last checkpoint
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -322,8 +331,17 @@ class TrainConfig(_Strict):
         return self
 
 
+LOCATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class PipelineConfig(_Strict):
+    """`locations` names local folders and files (sources, WARC dumps, checkpoints) so that a trigger
+    param picks a name and never a path (core/overrides.py)."""
+
     profile: str = "local"
+    locations: dict[Annotated[str, StringConstraints(pattern=LOCATION_NAME)], str] = Field(
+        {}, max_length=10_000
+    )
     storage: StorageConfig = StorageConfig()
     spark: SparkConfig = SparkConfig()
     ray: RayConfig = RayConfig()
@@ -388,10 +406,41 @@ def load_config(profile: str | None = None, overrides: dict[str, Any] | str | No
         data = deep_merge(
             data, _parse(overrides, source="overrides") if isinstance(overrides, str) else overrides
         )
+    data = resolve_locations(data)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
+
+
+# name field -> (section, path field, one path or a list)
+_NAMED = {
+    ("sources", "books"): ("books_dir", False),
+    ("sources", "code"): ("code_dir", False),
+    ("sources", "papers"): ("papers_dir", False),
+    ("sources", "social"): ("social_paths", True),
+    ("warc", "use"): ("paths", True),
+    ("train", "init_location"): ("init_from", False),
+}
+
+
+def resolve_locations(data: dict[str, Any]) -> dict[str, Any]:
+    """Replace the path fields that a location name is given for, from `locations`."""
+    locations = data.get("locations") or {}
+    out = copy.deepcopy(data)
+    for (section, field), (path_field, many) in _NAMED.items():
+        names = (out.get(section) or {}).get(field)
+        if not names:
+            continue
+        for name in names if many else [names]:
+            if not isinstance(name, str) or name not in locations:
+                known = ", ".join(sorted(locations)) or "none: define them in the deployment's config"
+                raise ConfigError(
+                    f"config field '{section}.{field}': unknown location {name!r}; known: {known}"
+                )
+        paths = [locations[n] for n in names] if many else locations[names]
+        out[section][path_field] = paths
+    return out
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:
@@ -402,11 +451,3 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"config {source}: expected a JSON object, got {type(value).__name__}")
     return value
-
-
-def to_json(cfg: PipelineConfig) -> str:
-    """Serialise for passing to a Spark job; secrets are passed in full (never logged)."""
-    data = cfg.model_dump(mode="json")
-    if cfg.storage.secret_access_key is not None:
-        data["storage"]["secret_access_key"] = cfg.storage.secret_access_key.get_secret_value()
-    return json.dumps(data, sort_keys=True)

@@ -3,9 +3,11 @@ tokenizer and write token shards. One task per stage of the registry (core/regis
 Spark job submitted with `SparkSubmitOperator`; the edges are the stages' inputs. The shards are
 the `token_shards` Asset that schedules the `pretrain` DAG.
 
-Trigger params override the active config profile; a bad value fails the `prepare` task with a
-message naming the field, before any Spark job starts. A committed stage whose config, inputs and
-code are unchanged is skipped; `force` reruns everything, `rerun_from` a stage and its readers.
+Trigger params override the deployment's config (profile, LMFORGE_CONFIG) in the fields that
+core/overrides.py allows; a bad or refused value fails the `prepare` task with a message naming
+the field, before any Spark job starts. Folders and files are picked by location name. A
+committed stage whose config, inputs and code are unchanged is skipped; `force` reruns
+everything, `rerun_from` a stage and its readers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
+from core.config import LOCATION_NAME
 from core.registry import dag_stages
 from orchestration.assets import TOKEN_SHARDS
 from orchestration.params import nullable
@@ -24,6 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 STAGES = dag_stages("curation")
 SOURCE_KINDS = ["books", "code", "papers", "social", "synthetic"]
 URLS = {"type": "string"}
+NAME = {"maxLength": 64, "pattern": LOCATION_NAME}
+NAMES = {"type": "string", **NAME}
+LOCATION = "the name of an entry of the deployment config's `locations` (paths are config-only)"
+LOCATIONS = "names of entries of the deployment config's `locations` (paths are config-only)"
+OVERRIDES = (
+    "Other config fields, nested JSON; only the fields listed in core/overrides.py (storage, "
+    "endpoints, paths, crawler safety settings and secrets are refused)"
+)
 
 
 def prepared(key: str) -> str:
@@ -39,7 +50,6 @@ def prepared(key: str) -> str:
     tags=["lmforge", "curation"],
     params={
         "run_id": nullable("string", "Run id (empty: from the Airflow run id)", maxLength=128),
-        "profile": nullable("string", "Config profile (empty: LMFORGE_PROFILE, else local)"),
         "seeds": nullable("array", "Crawl seed URLs (empty: the profile's)", items=URLS),
         "allow_domains": nullable("array", "Domains to crawl (empty: seed hosts)", items=URLS),
         "deny_domains": nullable("array", "Domains the crawl never enters", items=URLS),
@@ -53,14 +63,14 @@ def prepared(key: str) -> str:
             items={"type": "string", "enum": SOURCE_KINDS},
             description="Local source kinds to ingest (the crawl and WARC paths are set separately)",
         ),
-        "books_dir": nullable("string", "Folder of books: .txt, .epub, HTML chapters"),
-        "code_dir": nullable("string", "Source tree or git repository"),
-        "papers_dir": nullable("string", "Folder of JATS XML, LaTeX and PDF papers"),
-        "social_paths": nullable("array", "JSONL/CSV post dumps", items={"type": "string"}),
+        "books": nullable("string", f"Books folder (.txt, .epub, HTML chapters): {LOCATION}", **NAME),
+        "code": nullable("string", f"Source tree or git repository: {LOCATION}", **NAME),
+        "papers": nullable("string", f"Folder of JATS XML, LaTeX and PDF papers: {LOCATION}", **NAME),
+        "social": nullable("array", f"JSONL/CSV post dumps: {LOCATIONS}", items=NAMES),
         "synthetic_count": Param(
             0, type="integer", minimum=0, maximum=10_000_000, description="Synthetic documents (0: none)"
         ),
-        "warc_paths": nullable("array", "WARC/WET files or folders", items={"type": "string"}),
+        "warc": nullable("array", f"WARC/WET files or folders: {LOCATIONS}", items=NAMES),
         "repeated_lines": Param(
             False, type="boolean", description="C4-style removal of lines repeated across web pages"
         ),
@@ -74,7 +84,7 @@ def prepared(key: str) -> str:
         "rerun_from": nullable(
             "string", "Rerun this stage and every stage that reads it", enum=[s.name for s in STAGES]
         ),
-        "overrides": nullable("object", "Any other config fields, nested JSON"),
+        "overrides": nullable("object", OVERRIDES),
     },
 )
 def curation() -> None:

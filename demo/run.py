@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from core.config import REPO_ROOT, load_config
+from core.config import REPO_ROOT, deep_merge, load_config
 from core.storage import open_storage
 from demo.corpus import build_demo_corpus
 from demo.site import LocalSite, serve_directory
@@ -40,6 +41,28 @@ def serve(site: Path) -> AbstractContextManager[LocalSite]:
         return serve_directory(site)  # port busy: any free port
 
 
+def write_deployment_config(corpus: Path) -> tuple[Path, dict[str, object]]:
+    """The demo's deployment config (`LMFORGE_CONFIG`): its folders as named locations, and the
+    params that pick them."""
+    social = sorted((corpus / "social").glob("*.jsonl"))
+    locations = {f"demo-{kind}": corpus / kind for kind in ("books", "code", "papers")}
+    locations |= {f"demo-social-{p.stem}": p for p in social}
+    if SHARED_WARC.is_file():
+        locations["commoncrawl-excerpt"] = SHARED_WARC
+    names: dict[str, object] = {"books": "demo-books", "code": "demo-code"}
+    if (corpus / "papers").is_dir():
+        names["papers"] = "demo-papers"
+    names["social"] = [f"demo-social-{p.stem}" for p in social]
+    names["warc"] = ["commoncrawl-excerpt"] if SHARED_WARC.is_file() else []
+    # A deployment config the user already has (storage, endpoints) is kept, with these added.
+    user = os.environ.get("LMFORGE_CONFIG")
+    base = json.loads(Path(user).read_text()) if user else {}
+    config = deep_merge(base, {"locations": {k: str(v) for k, v in locations.items()}})
+    path = corpus.parent / "lmforge-demo.json"
+    path.write_text(json.dumps(config, indent=1))
+    return path, names
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default="demo")
     p.add_argument("--corpus", type=Path, default=REPO_ROOT / ".demo" / "corpus")
@@ -55,19 +78,13 @@ def main(args: argparse.Namespace) -> None:
         build_registry_sources(args.corpus, REPO_ROOT / ".demo" / "sdists"),
         flush=True,
     )
-    env = airflow_environ()
+    config_file, names = write_deployment_config(args.corpus)
+    os.environ["LMFORGE_CONFIG"] = str(config_file)
+    env = {**airflow_environ(), "LMFORGE_CONFIG": str(config_file)}
     airflow(["db", "migrate"], env)
     with serve(args.corpus / "site") as site:
-        conf = {
-            "run_id": args.run_id,
-            "seeds": [site.base_url],
-            "books_dir": str(args.corpus / "books"),
-            "code_dir": str(args.corpus / "code"),
-            "papers_dir": str(args.corpus / "papers") if (args.corpus / "papers").is_dir() else "",
-            "social_paths": [str(p) for p in sorted((args.corpus / "social").glob("*.jsonl"))],
-            "synthetic_count": args.synthetic,
-            "warc_paths": [str(SHARED_WARC)] if SHARED_WARC.is_file() else [],
-        }
+        # Params pick locations by name: paths are the deployment config's (core/overrides.py).
+        conf = {"run_id": args.run_id, "seeds": [site.base_url], "synthetic_count": args.synthetic, **names}
         airflow(["dags", "test", "curation", "-c", json.dumps(conf)], env)
     airflow(["dags", "test", "pretrain", "-c", json.dumps({"run_id": args.run_id, "steps": args.steps})], env)
     storage = open_storage(load_config().storage)

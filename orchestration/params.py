@@ -9,11 +9,13 @@ from typing import Any, get_args
 from airflow.sdk import Param
 from pydantic import BaseModel
 
-from core.config import PipelineConfig, deep_merge, load_config
+from core.config import ConfigError, PipelineConfig, deep_merge, load_config
 from core.datasets import check_run_id, require_manifest
+from core.overrides import check_overrides
 from core.storage import open_storage
 
-# Param name -> config path. A param left at None / "" / [] keeps the profile's value.
+# Param name -> config path. A param left at None / "" / [] keeps the profile's value. Every path
+# here must be overridable (core/overrides.py); folders and files are location *names*.
 PARAM_FIELDS = {
     "seeds": ("crawl", "seeds"),
     "allow_domains": ("crawl", "allow_domains"),
@@ -23,18 +25,18 @@ PARAM_FIELDS = {
     "max_depth": ("crawl", "max_depth"),
     "delay_s": ("crawl", "delay_s"),
     "sources": ("sources", "include"),
-    "books_dir": ("sources", "books_dir"),
-    "code_dir": ("sources", "code_dir"),
-    "papers_dir": ("sources", "papers_dir"),
-    "social_paths": ("sources", "social_paths"),
+    "books": ("sources", "books"),
+    "code": ("sources", "code"),
+    "papers": ("sources", "papers"),
+    "social": ("sources", "social"),
     "synthetic_count": ("sources", "synthetic_count"),
-    "warc_paths": ("warc", "paths"),
+    "warc": ("warc", "use"),
     "repeated_lines": ("dedup", "repeated_lines"),
     "minhash_threshold": ("minhash", "threshold"),
     # pretrain DAG
     "objective": ("train", "objective"),
     "mode": ("train", "mode"),
-    "init_from": ("train", "init_from"),
+    "init_from": ("train", "init_location"),
     "model_size": ("train", "model_size"),
     "token_budget": ("train", "token_budget"),
     "steps": ("train", "steps"),
@@ -43,7 +45,6 @@ PARAM_FIELDS = {
     "precision": ("train", "precision"),
     "workers": ("ray", "num_workers"),
     "use_gpu": ("ray", "use_gpu"),
-    "ray_address": ("ray", "address"),
 }
 
 
@@ -64,6 +65,8 @@ def config_choices(section: str, field: str) -> list[str]:
 
 
 def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides a trigger's params ask for, refused (ConfigError naming the field) when
+    they touch a config-only field or carry a secret (core/overrides.py)."""
     overrides: dict[str, Any] = {}
     for name, (section, field) in PARAM_FIELDS.items():
         value = params.get(name)
@@ -73,7 +76,11 @@ def params_to_overrides(params: dict[str, Any]) -> dict[str, Any]:
     extra = params.get("overrides") or {}
     if isinstance(extra, str):
         extra = json.loads(extra) if extra.strip() else {}
-    return deep_merge(overrides, extra)
+    if not isinstance(extra, dict):
+        raise ConfigError(f"param overrides: expected a JSON object, got {type(extra).__name__}")
+    merged = deep_merge(overrides, extra)
+    check_overrides(merged)
+    return merged
 
 
 def sanitize_run_id(airflow_run_id: str) -> str:
@@ -96,8 +103,7 @@ def rerun_from(params: dict[str, Any], dag: str) -> str:
 def prepare_run(params: dict[str, Any], airflow_run_id: str, dag: str = "curation") -> dict[str, str]:
     """Validate everything up front; what the Spark tasks receive as arguments."""
     overrides = params_to_overrides(params)
-    profile = params.get("profile") or None
-    cfg = load_config(profile, overrides)  # raises ConfigError naming the field
+    cfg = load_config(None, overrides)  # the deployment's profile; raises ConfigError naming the field
     run_id = check_run_id(params.get("run_id") or sanitize_run_id(airflow_run_id))
     return {
         "run_id": run_id,
@@ -125,19 +131,23 @@ def upstream_from_events(events: Any) -> dict[str, str]:
     for asset_events in (events or {}).values():
         for event in reversed(list(asset_events)):
             if event.extra and event.extra.get("run_id"):
-                keys = ("run_id", "profile", "overrides_json")
-                return {k: str(event.extra.get(k) or "") for k in keys}
+                # Anyone allowed to post an asset event sets `extra`: checked like params.
+                overrides_json = str(event.extra.get("overrides_json") or "{}")
+                check_overrides(json.loads(overrides_json), source="asset event")
+                run_id = check_run_id(str(event.extra["run_id"]))
+                return {"run_id": run_id, "profile": "", "overrides_json": overrides_json}
     raise ValueError("no run_id: trigger with params {'run_id': ...} or via the token_shards asset")
 
 
 def upstream_from_params(params: dict[str, Any], events: Any) -> dict[str, str]:
     if params.get("run_id"):
-        return {"run_id": params["run_id"], "profile": params.get("profile") or "", "overrides_json": "{}"}
+        return {"run_id": check_run_id(params["run_id"]), "profile": "", "overrides_json": "{}"}
     return upstream_from_events(events)
 
 
 def merged_config_args(upstream: dict[str, str], params: dict[str, Any]) -> tuple[str | None, str]:
-    """The upstream run's profile and overrides, with this DAG's params on top."""
+    """The upstream run's overrides with this DAG's params on top, under the deployment's profile."""
     base = json.loads(upstream.get("overrides_json") or "{}")
+    check_overrides(base, source="upstream run")
     overrides = deep_merge(base, params_to_overrides(params))
-    return params.get("profile") or upstream.get("profile") or None, json.dumps(overrides, sort_keys=True)
+    return None, json.dumps(overrides, sort_keys=True)

@@ -16,6 +16,15 @@ from core.config import REPO_ROOT
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
 
 
+def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **config: object) -> Path:
+    """Write the deployment's config file (LMFORGE_CONFIG): where params cannot reach (storage,
+    endpoints, folders as named locations)."""
+    path = tmp_path / "deployment.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("LMFORGE_CONFIG", str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def dagbag(airflow_db):  # type: ignore[no-untyped-def]
     from airflow.dag_processing.dagbag import DagBag
@@ -45,20 +54,22 @@ def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
         "max_depth",
         "delay_s",
         "sources",
-        "books_dir",
-        "code_dir",
-        "papers_dir",
-        "social_paths",
+        "books",
+        "code",
+        "papers",
+        "social",
         "synthetic_count",
-        "warc_paths",
+        "warc",
         "overrides",
     }
     assert expected <= set(dag.params)
-    # the trigger form shows types and bounds
-    schema = {k: dag.params.get_param(k).schema for k in ("max_pages", "delay_s", "sources", "warc_paths")}
+    assert not {"profile", "books_dir", "code_dir", "social_paths", "warc_paths"} & set(dag.params)
+    # the trigger form shows types and bounds; folders are location names, never paths
+    schema = {k: dag.params.get_param(k).schema for k in ("max_pages", "delay_s", "sources", "warc", "books")}
     assert schema["max_pages"]["minimum"] == 0 and schema["delay_s"]["maximum"] == 3600
     assert schema["sources"]["items"]["enum"] == ["books", "code", "papers", "social", "synthetic"]
-    assert schema["warc_paths"]["type"] == ["null", "array"]
+    assert schema["warc"]["type"] == ["null", "array"] and schema["warc"]["items"]["maxLength"] == 64
+    assert schema["books"]["pattern"].startswith("^[A-Za-z0-9]")
 
 
 def test_curation_tasks_and_edges_equal_the_registry(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -110,19 +121,21 @@ def _states(dag_run) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def test_bad_params_fail_before_any_spark_job(dagbag, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_params_fail_before_any_spark_job(dagbag, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path / "data")})
     dag = dagbag.get_dag("curation")
-    conf = {"run_id": "bad", "overrides": {"storage": {"root": str(tmp_path)}, "spark": {"bogus": 1}}}
-    dr = dag.test(run_conf=conf)
-    states = _states(dr)
-    assert states["prepare"] == "failed"
-    assert all(states[t] == "upstream_failed" for t in ("crawl", "ingest", "extract", "shards"))
-    assert not (tmp_path / "runs").exists()
+    for overrides in ({"spark": {"bogus": 1}}, {"storage": {"root": str(tmp_path / "elsewhere")}}):
+        dr = dag.test(run_conf={"run_id": "bad", "overrides": overrides})
+        states = _states(dr)
+        assert states["prepare"] == "failed"
+        assert all(states[t] == "upstream_failed" for t in ("crawl", "ingest", "extract", "shards"))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "elsewhere").exists()
 
 
-def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus: Path, site) -> None:  # type: ignore[no-untyped-def]
+def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus: Path, site, monkeypatch):  # type: ignore[no-untyped-def]
+    locations = {"books": str(small_corpus / "books"), "code": str(small_corpus / "code")}
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)}, locations=locations)
     overrides = {
-        "storage": {"root": str(tmp_path)},
         "spark": {"shuffle_partitions": 2},
         "tokenizer": {"vocab_size": 512},
         "train": {"seq_len": 64, "batch_size": 4, "log_every": 5, "checkpoint_every": 20},
@@ -130,8 +143,8 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
     conf = {
         "run_id": "e2e",
         "seeds": [site.base_url],
-        "books_dir": str(small_corpus / "books"),
-        "code_dir": str(small_corpus / "code"),
+        "books": "books",
+        "code": "code",
         "overrides": overrides,
     }
     dr = dagbag.get_dag("curation").test(run_conf=conf)
@@ -164,14 +177,16 @@ def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # typ
     assert schema["token_budget"]["type"] == ["null", "integer"] and schema["token_budget"]["minimum"] == 1
     assert schema["grad_accum"]["minimum"] == 1 and schema["steps"]["minimum"] == 0
     assert schema["use_gpu"]["type"] == "boolean" and schema["init_from"]["type"] == ["null", "string"]
-    assert all(dag.params[k] is None for k in ("objective", "mode", "token_budget", "ray_address"))
+    assert all(dag.params[k] is None for k in ("objective", "mode", "token_budget", "init_from"))
+    assert not {"profile", "ray_address"} & set(dag.params)
     assert schema["force"]["type"] == "boolean" and dag.params["force"] is False
 
 
-def test_pretrain_params_map_to_config_fields() -> None:
+def test_pretrain_params_map_to_config_fields(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from core.config import load_config
     from orchestration.params import params_to_overrides
 
+    deployment(monkeypatch, tmp_path, locations={"base-model": "/ckpt/step-100"})
     params = {
         "objective": "span",
         "model_size": "small",
@@ -180,34 +195,34 @@ def test_pretrain_params_map_to_config_fields() -> None:
         "parallelism": "fsdp",
         "precision": "fp32",
         "mode": "prefix_tuning",
-        "init_from": "/ckpt/step-100",
+        "init_from": "base-model",
         "workers": 4,
         "use_gpu": True,
-        "ray_address": "http://head:8265",
         "steps": 0,  # 0 / None: the profile's
         "overrides": {"train": {"lr": 0.001}},
     }
-    cfg = load_config("local", params_to_overrides(params))
+    cfg = load_config(None, params_to_overrides(params))
     t = cfg.train
     assert (t.objective, t.model_size, t.token_budget, t.grad_accum) == ("span", "small", 65536, 2)
     assert (t.parallelism, t.precision, t.mode, t.lr) == ("fsdp", "fp32", "prefix_tuning", 0.001)
     assert t.init_from == "/ckpt/step-100"
-    assert (cfg.ray.num_workers, cfg.ray.use_gpu, cfg.ray.address) == (4, True, "http://head:8265")
+    assert (cfg.ray.num_workers, cfg.ray.use_gpu, cfg.ray.address) == (4, True, None)
     assert t.steps == 150  # TrainConfig's default kept
 
 
-def test_pretrain_bad_params_fail_before_ray(dagbag, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pretrain_bad_params_fail_before_ray(dagbag, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from airflow.sdk.exceptions import ParamValidationError
 
     from core.config import ConfigError
 
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)})
     dag = dagbag.get_dag("pretrain")
     with pytest.raises(ParamValidationError, match="param objective: 'bogus' is not one of"):
         dag.test(run_conf={"run_id": "bad", "objective": "bogus"})
     with pytest.raises(ParamValidationError, match="param token_budget: 0 is less than the minimum of 1"):
         dag.test(run_conf={"run_id": "bad", "token_budget": 0})
     # valid for the form, invalid together: the train task fails on the config, naming the field
-    conf = {"run_id": "bad", "mode": "prefix_tuning", "overrides": {"storage": {"root": str(tmp_path)}}}
+    conf = {"run_id": "bad", "mode": "prefix_tuning"}
     with pytest.raises(ConfigError, match=r"config field 'train'.*needs 'init_from'"):
         dag.task_dict["train"].execute({"params": conf})
     dr = dag.test(run_conf=conf)
@@ -216,7 +231,7 @@ def test_pretrain_bad_params_fail_before_ray(dagbag, tmp_path: Path) -> None:  #
 
 
 @pytest.mark.timeout(120)
-def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import threading
 
     from ray.job_submission import JobStatus
@@ -236,16 +251,16 @@ def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path:
         head_cm = ray_head(token_auth=False)
         head = head_cm.__enter__()
     except RayHeadUnavailable as err:
-        pytest.skip(f"no local Ray cluster with a dashboard here: {err}")
+        pytest.fail(f"the on_kill test needs a local Ray head with a dashboard, and it did not start: {err}")
     try:
+        deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)}, ray={"address": head.dashboard})
         op = dagbag.get_dag("pretrain").task_dict["train"]
         op.poll_s = 0.2
         params = {
             "run_id": "kill",
             "steps": 100_000,
             "workers": 1,
-            "ray_address": head.dashboard,
-            "overrides": {"storage": {"root": str(tmp_path)}, "train": {"seq_len": 32, "batch_size": 4}},
+            "overrides": {"train": {"seq_len": 32, "batch_size": 4}},
         }
         outcome: list[BaseException | dict] = []
 
@@ -272,11 +287,12 @@ def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path:
         head_cm.__exit__(None, None, None)
 
 
-def test_force_and_rerun_from_params_reach_the_stages(tmp_path: Path) -> None:
+def test_force_and_rerun_from_params_reach_the_stages(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from lmforge.commands import forced
     from orchestration.params import prepare_run
 
-    base = {"overrides": {"storage": {"root": str(tmp_path)}}}
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)})
+    base: dict[str, object] = {}
     assert prepare_run(base, "manual__x")["rerun_from"] == ""
     everything = prepare_run({**base, "force": True}, "manual__x")["rerun_from"]
     assert all(forced(s, False, everything) for s in everything.split(","))
