@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from training.model import GPT, GPTConfig
+from training.session import load_state
 
 STATE_FILE = "state.pt"  # what training/loop.py writes into each checkpoint directory
 
@@ -28,7 +29,7 @@ def load_base(path: str | Path, *, dropout: float | None = None) -> GPT:
         raise FileNotFoundError(
             f"no {STATE_FILE} in {path}: init_from must be a training checkpoint directory"
         )
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = load_state(file)
     cfg = GPTConfig(**state["model_config"])
     if dropout is not None:
         cfg.dropout = dropout

@@ -19,6 +19,23 @@ from torch import nn
 STATE_FILE = "state.pt"
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file holds something other than tensors and plain containers."""
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, loaded with `weights_only=True`: tensors, numbers, strings and plain
+    containers only. A checkpoint lives in shared storage that others can write; a full unpickle
+    would run whatever a planted file's `__reduce__` asks for on every worker that resumes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError names the refused global
+        raise CheckpointError(f"refused checkpoint {path}: not a plain tensor state ({err})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"refused checkpoint {path}: expected a dict, got {type(state).__name__}")
+    return state
+
+
 class Session(Protocol):
     """What the loop needs from whoever runs it (Ray Train, or one plain process)."""
 
@@ -71,7 +88,7 @@ class RaySession:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
-            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+            return load_state(Path(d) / STATE_FILE)
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         """Only checkpoints go through Ray: `ray.train.report` is a barrier across workers that also
