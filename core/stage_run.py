@@ -20,7 +20,7 @@ from typing import Any
 
 from core.config import PipelineConfig
 from core.datasets import Manifest, commit, fingerprint, read_manifest, require_manifest
-from core.storage import LocalStorage, Storage
+from core.storage import LocalStorage, Storage, StorageError
 
 log = logging.getLogger("lmforge.stage")
 _SPARK_PART = re.compile(r"^(part-\d+)-[0-9a-f-]{36}(-c\d+)")
@@ -59,8 +59,14 @@ def plan_stage(
 
 
 def current(storage: Storage, plan: Plan) -> Manifest | None:
-    """The committed manifest when it matches the plan's fingerprint (the stage can be skipped)."""
-    existing = read_manifest(storage, plan.run_id, plan.name)
+    """The committed manifest when it matches the plan's fingerprint (the stage can be skipped).
+    A malformed manifest of the stage itself is not current: the rerun's commit replaces it (the
+    inputs' manifests, read by `plan_stage`, must be sound)."""
+    try:
+        existing = read_manifest(storage, plan.run_id, plan.name)
+    except StorageError as err:
+        log.warning("stage '%s' of run '%s' will be rerun: %s", plan.name, plan.run_id, err)
+        return None
     return existing if existing is not None and existing.fingerprint == plan.fingerprint else None
 
 

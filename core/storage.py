@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from core.config import StorageConfig
 
@@ -66,22 +66,47 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
+    """A directory. Every operation resolves symlinks and refuses a key that leads out of the root, so a
+    planted link cannot make a read, write, list or delete reach data the storage does not own. (A link
+    swapped in between the check and the use is not guarded against: whoever can do that owns the root.)"""
+
     def __init__(self, root: str) -> None:
         self.root = str(Path(root.removeprefix("file://")).resolve())
 
+    def _confine(self, path: Path, key: str) -> None:
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
+            raise StorageError(f"refused storage key {key!r}: {err}") from None
+        if not real.is_relative_to(self.root):
+            raise StorageError(f"refused storage key {key!r}: it escapes the storage root through a symlink")
+
     def _path(self, key: str) -> Path:
-        return Path(self.root, safe_key(key))
+        """The key's path under the root, after checking that no symlink on the way leads out of it."""
+        path = Path(self.root, safe_key(key))
+        self._confine(path, key)
+        return path
+
+    def _replace(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
+        """Write a temporary file and rename it: atomic, and a symlink at `key` is replaced, not followed.
+        The file gets the umask's permissions (not mkstemp's 0600), so other readers of the root see it."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fill(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Atomic on POSIX: readers see the old file or the whole new one."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        self._replace(key, lambda fh: fh.write(data))
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -93,22 +118,41 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
+        """Files under `prefix`. Symlinked folders are not descended into and a symlinked file is listed
+        only when it resolves to a file inside the root: a link must not widen what the storage holds."""
         base = self._path(prefix)
-        if not base.exists():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        keys = []
+        for folder, _, names in os.walk(base):  # followlinks=False
+            for name in names:
+                path = Path(folder, name)
+                if path.is_symlink():
+                    try:
+                        if not path.resolve(strict=True).is_relative_to(self.root):
+                            continue
+                    except (OSError, RuntimeError):
+                        continue
+                if path.is_file():
+                    keys.append(path.relative_to(self.root).as_posix())
+        return sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix), ignore_errors=True)
+        """A symlink at `prefix` is unlinked, never followed: rmtree through it would empty its target."""
+        path = Path(self.root, safe_key(prefix))
+        self._confine(path.parent, prefix)
+        if path.is_symlink():
+            path.unlink()
+            return
+        self._confine(path, prefix)
+        shutil.rmtree(path, ignore_errors=True)  # does not follow symlinks inside the tree
 
     def upload_file(self, local: Path, key: str) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, path)
+        with local.open("rb") as src:
+            self._replace(key, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
 
     def download_file(self, key: str, local: Path) -> None:
+        src = self._path(key)
         local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._path(key), local)
+        shutil.copyfile(src, local)
 
     def arrow_fs(self) -> tuple[pyarrow.fs.FileSystem, str]:
         import pyarrow.fs

@@ -65,3 +65,13 @@ def _empty(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "x.txt").write_text("x")
     return path
+
+
+def test_a_malformed_manifest_of_the_stage_itself_is_rerun_not_trusted(tmp_path: Path) -> None:
+    from core.datasets import MANIFEST, stage_prefix
+    from core.stage_run import Plan, current
+
+    storage = LocalStorage(str(tmp_path))
+    plan = Plan("extract", "r1", {}, {"x": 1}, "code", "f" * 64)
+    storage.write_bytes(f"{stage_prefix('r1', 'extract')}/{MANIFEST}", b'{"run_id": "r1"')
+    assert current(storage, plan) is None

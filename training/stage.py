@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import PipelineConfig, load_config
-from core.datasets import stage_prefix
+from core.datasets import default_cache_root, stage_prefix, verified_local_dir
 from core.plans import plan_for
 from core.stage_run import Plan, run_committed
 from core.storage import open_storage
@@ -25,8 +25,9 @@ def train_work(cfg: PipelineConfig, plan: Plan, out: Path) -> dict[str, Any]:
     from training.launch import run_pretraining
 
     storage, run_id = open_storage(cfg.storage), plan.run_id
-    # Local shards are read in place; S3 shards are streamed by the workers (ranged reads).
-    local = storage.local_dir(stage_prefix(run_id, "shards"))
+    # Local shards are verified against their manifest and read in place; S3 shards are streamed by
+    # the workers (ranged reads).
+    local = verified_local_dir(storage, plan.inputs["shards"], default_cache_root())
     shards_src = str(local) if local else storage.uri(stage_prefix(run_id, "shards"))
     ray_uri = storage.uri(f"{stage_prefix(run_id, STAGE)}-ray")
     # The fingerprint in the name: Ray resumes a same-named run, which is right only for the same

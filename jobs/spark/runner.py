@@ -8,12 +8,11 @@ created only when the stage must actually run.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from core.config import PipelineConfig
-from core.datasets import Manifest, materialize
+from core.datasets import Manifest, default_cache_root, materialize
 from core.plans import plan_for, resolve, stage
 from core.stage_run import run_committed
 from core.storage import open_storage
@@ -40,7 +39,9 @@ def run_stage(
             session = get_spark(
                 f"lmforge-{name}", cfg.spark.master, cfg.spark.shuffle_partitions, cfg.spark.driver_memory
             )
-        cache = Path(tempfile.gettempdir(), "lmforge-cache")
+        # Verified against their manifests: adapters read whole folders (spark.read.parquet(dir)), and
+        # materialize refuses a local folder holding a file its manifest does not list.
+        cache = default_cache_root()
         inputs = {i: materialize(storage, m, cache) for i, m in plan.inputs.items()}
         return resolve(stage(name).adapter)(StageContext(session, cfg, inputs, plan.inputs, out, name))
 
