@@ -106,7 +106,7 @@ def _check_file(entry: Any, where: str) -> str:
         raise StorageError(f"{where}.path: {err}") from None
     if not _count(entry["bytes"]):
         raise StorageError(f"{where}.bytes must be an integer >= 0, got {entry['bytes']!r}")
-    if not isinstance(entry["sha256"], str) or not _HEX64.match(entry["sha256"]):
+    if not isinstance(entry["sha256"], str) or not _HEX64.fullmatch(entry["sha256"]):
         raise StorageError(f"{where}.sha256 must be 64 lowercase hex digits, got {entry['sha256']!r}")
     parquet = PurePosixPath(path).suffix == ".parquet"
     if not (_count(entry["rows"]) if parquet else entry["rows"] is None):
@@ -126,11 +126,11 @@ def _check_fields(data: Any) -> None:
         if not isinstance(data[key], kinds) or isinstance(data[key], bool):
             want = " or ".join(k.__name__ for k in kinds)
             raise StorageError(f"field '{key}' must be {want}, got {type(data[key]).__name__}")
-    if not _HEX64.match(data["fingerprint"]):
+    if not _HEX64.fullmatch(data["fingerprint"]):
         raise StorageError("field 'fingerprint' must be 64 lowercase hex digits")
-    if not _RUN_ID.match(data["run_id"]) or ".." in data["run_id"]:
+    if not _RUN_ID.fullmatch(data["run_id"]) or ".." in data["run_id"]:
         raise StorageError(f"field 'run_id' is not a valid run id: {data['run_id']!r}")
-    if not _STAGE.match(data["stage"]):
+    if not _STAGE.fullmatch(data["stage"]):
         raise StorageError(f"field 'stage' is not a valid stage name: {data['stage']!r}")
     if not all(isinstance(v, str) for v in data["inputs"].values()):
         raise StorageError("field 'inputs' must map input stages to fingerprint strings")
