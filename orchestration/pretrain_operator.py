@@ -3,6 +3,10 @@
 An operator rather than a `@task`: Airflow calls `on_kill` when the task is stopped from the UI or
 times out, and a job on a cluster must be stopped then, or it trains on with nobody waiting for it.
 Only the Airflow SDK is imported at module level, so the DAG file parses without Ray or torch.
+
+The cluster's token (Ray token authentication) comes from this worker's environment only
+(`RAY_AUTH_TOKEN` or `RAY_AUTH_TOKEN_PATH`, see training/jobs_api.py), never from a trigger param:
+whoever triggers a run picks what to train, not the credentials it runs with.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class PretrainOperator(BaseOperator):
 
         cfg, job_id, entrypoint = pretrain_job(run_id, profile, overrides_json, force=force, nonce=nonce)
         assert cfg.ray.address is not None
-        self._jobs = RayJobs(cfg.ray.address, poll_s=self.poll_s)
+        self._jobs = RayJobs(cfg.ray.address, poll_s=self.poll_s)  # token: auth_headers(), the env's
         self._job_id = self._jobs.submit(job_id, entrypoint, repo_runtime_env())
         # A poll that fails (network) fails the task but leaves the job running: the retry attaches.
         return self._jobs.wait(self._job_id)

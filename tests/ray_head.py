@@ -3,7 +3,12 @@
 `ray start --head --block` runs in its own session on free ports and a fresh temp dir, with Ray's
 token authentication on or off (on: requests need `headers`); closing it signals only the
 processes of that session, so a Ray another test or process started here is never touched (`ray
-stop` would stop them all).
+stop` would stop them all). The test process's own environment is never changed (the head gets
+its RAY_AUTH_* in the subprocess's env), so a `ray.init()` elsewhere in the session is unaffected.
+
+A head that cannot start fails the test (`pytest.fail`) rather than skipping it: the Jobs API,
+token authentication and `on_kill` are checked only against a real cluster, and a skip would hide
+that they were not.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 
 from core.config import REPO_ROOT
@@ -35,10 +41,12 @@ class RayHead:
     dashboard: str  # http://127.0.0.1:<port>
     headers: dict[str, str]  # the token header every Jobs API request needs
     temp_dir: Path
+    token: str  # the cluster's RAY_AUTH_TOKEN (checked only with token_auth)
 
 
 class RayHeadUnavailable(RuntimeError):
-    """`ray start` could not bring up a dashboard here; the message has its log tail."""
+    """`ray start` could not bring up a dashboard here; the message has its log tail. `ray_head`
+    turns it into a test failure."""
 
 
 def _free_ports(n: int) -> list[int]:
@@ -89,7 +97,8 @@ def _wait_ready(proc: subprocess.Popen, head: RayHead, log_file: Path) -> None:
 
 
 @contextmanager
-def ray_head(token_auth: bool = True) -> Iterator[RayHead]:
+def ray_head(token_auth: bool = True, extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
+    """`extra_env`: more of the cluster's environment (what its nodes, so its jobs, see)."""
     # Ray's unix socket paths must stay under ~107 bytes: a short temp dir.
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     ports = _free_ports(9)
@@ -102,16 +111,24 @@ def ray_head(token_auth: bool = True) -> Iterator[RayHead]:
         "RAY_AUTH_MODE": "token" if token_auth else "disabled",
         "RAY_AUTH_TOKEN": token,
         "RAY_USAGE_STATS_ENABLED": "0",
+        **(extra_env or {}),
     }
+    env.pop("RAY_AUTH_TOKEN_PATH", None)  # RAY_AUTH_TOKEN above is the token, whatever this process has
     headers = {"Authorization": f"Bearer {token}"} if token_auth else {}
-    head = RayHead(f"http://127.0.0.1:{ports[1]}", headers, temp_dir)
+    head = RayHead(f"http://127.0.0.1:{ports[1]}", headers, temp_dir, token)
     log_file = temp_dir / "ray-start.log"
     with log_file.open("w") as log:
         proc = subprocess.Popen(
             _command(temp_dir, ports), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        _wait_ready(proc, head, log_file)
+        failure = None
+        try:
+            _wait_ready(proc, head, log_file)
+        except RayHeadUnavailable as err:
+            failure = str(err)  # failed outside the handler: the report shows no chained traceback
+        if failure is not None:
+            pytest.fail(f"no local Ray head with a dashboard here: {failure}", pytrace=False)
         yield head
     finally:
         _stop(proc)

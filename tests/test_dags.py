@@ -239,7 +239,7 @@ def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path:
     from core.config import StorageConfig
     from core.datasets import commit
     from core.storage import open_storage
-    from tests.ray_head import RayHeadUnavailable, ray_head
+    from tests.ray_head import ray_head
     from tests.test_training_ray import write_text_shards
     from training.jobs_api import RayJobError, RayJobs
 
@@ -247,11 +247,8 @@ def test_pretrain_on_a_cluster_is_a_ray_job_that_on_kill_stops(dagbag, tmp_path:
     shards.mkdir()
     write_text_shards(shards)
     commit(open_storage(StorageConfig(root=str(tmp_path))), "kill", "shards", shards, config={}, inputs={})
-    try:
-        head_cm = ray_head(token_auth=False)
-        head = head_cm.__enter__()
-    except RayHeadUnavailable as err:
-        pytest.fail(f"the on_kill test needs a local Ray head with a dashboard, and it did not start: {err}")
+    head_cm = ray_head(token_auth=False)  # fails the test (never skips) when the head cannot start
+    head = head_cm.__enter__()
     try:
         deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)}, ray={"address": head.dashboard})
         op = dagbag.get_dag("pretrain").task_dict["train"]

@@ -11,30 +11,30 @@ from pathlib import Path
 import pytest
 from ray.job_submission import JobStatus
 
-from core.config import StorageConfig
+from core.config import ConfigError, StorageConfig
 from core.datasets import commit
 from core.storage import open_storage
-from orchestration.params import merged_config_args
-from tests.ray_head import RayHead, RayHeadUnavailable, ray_head
+from tests.ray_head import RayHead, ray_head
 from tests.test_training_ray import write_text_shards
 from training.jobs_api import (
+    RayAuthError,
     RayJobError,
     RayJobs,
+    auth_headers,
     dashboard_url,
     pretrain_job,
     repo_runtime_env,
     result_from_logs,
+    secret_fields,
     submission_id,
 )
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayHead]:
-    try:
-        with ray_head(token_auth=True) as head:
-            yield head
-    except RayHeadUnavailable as err:
-        pytest.skip(f"no local Ray cluster with a dashboard here: {err}")
+    """One token-auth head for the module; one that cannot start fails the tests (tests/ray_head.py)."""
+    with ray_head(token_auth=True) as head:
+        yield head
 
 
 @pytest.fixture
@@ -63,6 +63,38 @@ def test_addresses_ids_and_result_lines() -> None:
     )
     logs = 'x\nLMFORGE_RESULT {"a": 1}\nnoise\nLMFORGE_RESULT {"a": 2}\ntrailing\n'
     assert result_from_logs(logs) == {"a": 2} and result_from_logs("none") is None
+
+
+def test_the_token_comes_from_the_environment_or_its_file(tmp_path: Path) -> None:
+    """Ray's variables and precedence: RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names."""
+    token_file = tmp_path / "auth_token"
+    token_file.write_text("from-file\n")
+    assert auth_headers({}) == {}
+    assert auth_headers({"RAY_AUTH_TOKEN": "abc"}) == {"Authorization": "Bearer abc"}
+    assert auth_headers({"RAY_AUTH_TOKEN_PATH": str(token_file)}) == {"Authorization": "Bearer from-file"}
+    both = {"RAY_AUTH_TOKEN": "abc", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    assert auth_headers(both) == {"Authorization": "Bearer abc"}
+    with pytest.raises(RayAuthError, match="cannot read the Ray token file"):
+        auth_headers({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")})
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(RayAuthError, match="token file is empty"):
+        auth_headers({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "empty")})
+
+
+def test_no_credential_travels_with_a_job() -> None:
+    """Entrypoints and runtime_envs are stored and shown in plain text: credentials are refused."""
+    named = r"\['AWS_SECRET_ACCESS_KEY', 'RAY_AUTH_TOKEN'\] look like credentials"
+    with pytest.raises(ValueError, match=named):
+        repo_runtime_env({"AWS_SECRET_ACCESS_KEY": "x", "RAY_AUTH_TOKEN": "y", "LOG_LEVEL": "debug"})
+    assert repo_runtime_env({"LOG_LEVEL": "debug"})["env_vars"] == {"LOG_LEVEL": "debug"}
+    assert ".env" in repo_runtime_env()["excludes"]  # a Compose .env never uploads with the code
+    secret = json.dumps({"storage": {"access_key_id": "AKIA", "secret_access_key": "s3cr3t"}})
+    refused = r"\['storage.access_key_id', 'storage.secret_access_key'\] refused for a Ray job"
+    with pytest.raises(ConfigError, match=refused) as err:
+        pretrain_job("r", None, secret)
+    assert "s3cr3t" not in str(err.value)
+    # names that merely contain "token" are no credentials
+    assert secret_fields({"train": {"token_budget": 1000}, "shards": {"max_shard_tokens": 5}}) == []
 
 
 def test_success_returns_the_result_and_resubmitting_attaches(jobs: RayJobs, tmp_path: Path) -> None:
@@ -120,18 +152,19 @@ def test_pretraining_runs_as_a_ray_job(jobs: RayJobs, cluster: RayHead, tmp_path
     storage = open_storage(StorageConfig(root=str(tmp_path / "store")))
     commit(storage, "jobrun", "shards", shards, config={}, inputs={})
     train = {"seq_len": 32, "batch_size": 4, "log_every": 2, "checkpoint_every": 4, "warmup_steps": 1}
-    params = {
-        "steps": 4,
-        "workers": 1,
-        "ray_address": cluster.dashboard,
-        "overrides": {"storage": {"root": str(tmp_path / "store")}, "train": train},
-    }
-    upstream = {"run_id": "jobrun", "profile": "", "overrides_json": "{}"}
-    profile, overrides_json = merged_config_args(upstream, params)
-    cfg, job_id, entrypoint = pretrain_job("jobrun", profile, overrides_json)
+    # storage.root and ray.address are the deployment's (config-only, no trigger param sets them):
+    # here they come in the overrides, as from an LMFORGE_CONFIG file.
+    overrides_json = json.dumps(
+        {
+            "storage": {"root": str(tmp_path / "store")},
+            "ray": {"address": cluster.dashboard, "num_workers": 1},
+            "train": {**train, "steps": 4},
+        }
+    )
+    cfg, job_id, entrypoint = pretrain_job("jobrun", None, overrides_json)
     assert cfg.ray.address == cluster.dashboard and job_id.startswith("lmforge-pretrain-jobrun-")
-    assert pretrain_job("jobrun", profile, overrides_json)[1] == job_id  # deterministic
-    forced = pretrain_job("jobrun", profile, overrides_json, force=True, nonce="manual__2026")[1]
+    assert pretrain_job("jobrun", None, overrides_json)[1] == job_id  # deterministic
+    forced = pretrain_job("jobrun", None, overrides_json, force=True, nonce="manual__2026")[1]
     assert forced == f"{job_id}-force-manual__2026"  # a forced rerun never attaches to the old job
 
     result = jobs.wait(jobs.submit(job_id, entrypoint, repo_runtime_env()), timeout_s=200)

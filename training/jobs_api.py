@@ -11,18 +11,30 @@ Submission ids are deterministic (run id + the stage's config fingerprint): subm
 attaches to a pending, running or finished job instead of starting a second one, and after a
 failed or stopped one starts a next attempt, so an Airflow retry re-runs it (Ray Train resumes
 from the run's checkpoints, whose run name carries the same fingerprint).
+
+Secrets: the cluster runs with Ray's token authentication (RAY_AUTH_MODE=token), so every request
+carries `Authorization: Bearer <token>`, the token read from this deployment's environment
+(`RAY_AUTH_TOKEN`, or the file named by `RAY_AUTH_TOKEN_PATH`: Ray's own variables, so one Secret
+serves the cluster and its clients), never from a DAG param, never logged. Nothing secret goes
+into a job's entrypoint or runtime_env, which the dashboard shows to anyone holding the token and
+Ray writes to its logs: the job reads storage credentials from the cluster's own environment
+(`AWS_*` from the Compose file or the `lmforge-s3` Kubernetes Secret, or its `LMFORGE_CONFIG`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shlex
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import REPO_ROOT, PipelineConfig
+from core.overrides import SECRET_NAME
 
 if TYPE_CHECKING:
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -32,12 +44,47 @@ log = logging.getLogger("lmforge.jobs")
 RESULT_MARKER = "LMFORGE_RESULT "
 DEFAULT_DASHBOARD_PORT = 8265  # `ray start --dashboard-port` default; KubeRay's head Service too
 LOG_TAIL_LINES = 40
-# Uploaded with the job as its working_dir (besides what .gitignore excludes): never data or venvs.
-WORKING_DIR_EXCLUDES = [".git", ".venv", ".data", ".demo", ".bench", ".airflow", "tests", "**/__pycache__"]
+# Uploaded with the job as its working_dir (besides what .gitignore excludes): never data, venvs or
+# a Compose `.env` (it holds the stack's passwords; listed here too in case .gitignore is not read).
+WORKING_DIR_EXCLUDES = [
+    ".git",
+    ".venv",
+    ".data",
+    ".demo",
+    ".bench",
+    ".airflow",
+    ".env",
+    "tests",
+    "**/__pycache__",
+]
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 
 
 class RayJobError(RuntimeError):
     """A Ray job ended without a result; the message names the job, its status and its last logs."""
+
+
+class RayAuthError(RayJobError):
+    """The cluster's Jobs API refused this client's token (missing or wrong); says where to set it."""
+
+
+def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`Authorization: Bearer <token>` from the deployment's environment, {} when it names none.
+
+    `RAY_AUTH_TOKEN` first, then the file named by `RAY_AUTH_TOKEN_PATH` (Ray's precedence); a
+    path that names no readable, non-empty file is an error, not a silent request without token.
+    """
+    env = os.environ if environ is None else environ
+    token = env.get(TOKEN_ENV, "").strip()
+    if not token and (path := env.get(TOKEN_PATH_ENV)):
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as err:
+            raise RayAuthError(f"{TOKEN_PATH_ENV}={path}: cannot read the Ray token file ({err})") from None
+        if not token:
+            raise RayAuthError(f"{TOKEN_PATH_ENV}={path}: the Ray token file is empty")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def dashboard_url(address: str) -> str:
@@ -80,17 +127,27 @@ def logs_tail(logs: str, lines: int = LOG_TAIL_LINES) -> str:
 class RayJobs:
     """Submit, attach to, wait for and stop jobs on one Ray cluster.
 
-    `headers` go with every request; a cluster with Ray's token authentication wants
-    `{"Authorization": "Bearer <token>"}`, which Ray also adds by itself when the environment has
-    RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token).
+    `headers` go with every request; left None they are `auth_headers()`, the token of this
+    deployment's environment (with none there, Ray's own lookup applies: ~/.ray/auth_token when
+    RAY_AUTH_MODE=token). Connecting checks the token: a refused one raises RayAuthError here.
     """
 
     def __init__(self, address: str, *, poll_s: float = 5.0, headers: dict[str, str] | None = None) -> None:
+        from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
 
         self.address = dashboard_url(address)
         self.poll_s = poll_s
-        self.client: JobSubmissionClient = JobSubmissionClient(self.address, headers=headers)
+        sent = auth_headers() if headers is None else headers
+        try:
+            self.client: JobSubmissionClient = JobSubmissionClient(self.address, headers=sent)
+        except AuthenticationError as err:
+            had = "a token it rejected" if sent else f"no token ({TOKEN_ENV}, {TOKEN_PATH_ENV} unset)"
+            raise RayAuthError(
+                f"the Ray Jobs API at {self.address} refused this client, which sent {had}: set "
+                f"{TOKEN_ENV} (or {TOKEN_PATH_ENV}, a file) in the submitting process's environment "
+                f"to the cluster's token. Ray said: {' '.join(err.message.split())}"
+            ) from None
 
     def status(self, job_id: str) -> JobStatus | None:
         """The job's status, or None when the cluster has no job with this id."""
@@ -173,11 +230,31 @@ class RayJobs:
 
 
 def repo_runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
-    """Ship this checkout as the job's working_dir, so the cluster runs the code Airflow has."""
+    """Ship this checkout as the job's working_dir, so the cluster runs the code Airflow has.
+
+    `env_vars` must hold no credentials: a runtime_env is stored in plain text with the job (the
+    dashboard shows it); the cluster's nodes get their secrets from their own environment.
+    """
     env: dict[str, Any] = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES}
     if env_vars:
+        if secret := sorted(k for k in env_vars if SECRET_NAME.search(k)):
+            raise ValueError(
+                f"runtime_env env_vars {secret} look like credentials: a job's runtime_env is stored "
+                "and shown in plain text; give them to the cluster's nodes through their environment"
+            )
         env["env_vars"] = env_vars
     return env
+
+
+def secret_fields(overrides: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Dotted names of the credential-named fields of a config overrides tree."""
+    if not isinstance(overrides, dict):
+        return []
+    found = []
+    for key, value in overrides.items():
+        name = (*path, str(key))
+        found += [".".join(name)] if SECRET_NAME.search(str(key)) else secret_fields(value, name)
+    return found
 
 
 def pretrain_job(
@@ -189,12 +266,19 @@ def pretrain_job(
     carries the stage's fingerprint (core/plans.py, the same plan the stage commits under); a
     forced rerun adds `nonce` (the Airflow run id), so it does not attach to the finished job. The
     profile is resolved on this side and passed on, so the job cannot pick another from its
-    environment.
+    environment. Overrides travel in the entrypoint's command line, so credentials in them are
+    refused: the job reads the storage credentials from the cluster's environment.
     """
-    from core.config import load_config
+    from core.config import ConfigError, load_config
     from core.plans import plan_for
     from core.storage import open_storage
 
+    if secret := secret_fields(json.loads(overrides_json) if overrides_json else {}):
+        raise ConfigError(
+            f"overrides {secret} refused for a Ray job: its entrypoint (shown by the dashboard, kept "
+            "in Ray's logs) must not carry credentials; the job reads them from the cluster's "
+            "environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or its LMFORGE_CONFIG)"
+        )
     cfg = load_config(profile or None, overrides_json or None)
     plan = plan_for(open_storage(cfg.storage), run_id, "pretrain", cfg)
     job_id = submission_id("pretrain", run_id, plan.fingerprint)
