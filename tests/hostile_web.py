@@ -5,7 +5,9 @@ One `ThreadingHTTPServer` on 127.0.0.1 answers as two hosts, told apart by the H
 pages, wrong charsets, binaries, a link trap, duplicate URL variants, links to private
 addresses) and `localhost:<port>` (a small site whose robots.txt sets `Crawl-delay: 1`).
 Every request is logged with its host, path, arrival time and User-Agent, so tests assert on
-what the server saw rather than on what the crawler says it did.
+what the server saw rather than on what the crawler says it did. Endpoints outside the index
+(`/trickle`, `/patience-429`, `/drip-headers`, `/unclosed-tags`) are for tests that ask for them;
+`serve_hostile_web(robots=...)` replaces the main host's robots.txt.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from demo.site import serving
 
 HUGE_BYTES = 300_000
 SLOW_S = 3.0
+DRIP_S = 0.2  # /drip-headers: one header byte this often
+UNCLOSED_TAGS = b"<a" * 100_000  # 200 KB of unfinished tags (quadratic for Python's HTMLParser)
 PRIVATE_LINKS = ("http://10.0.0.1/internal.html", "http://169.254.169.254/latest/meta-data/")
 
 MAIN_ROBOTS = b"""# hostile web
@@ -108,9 +112,10 @@ MAIN_INDEX_LINKS = (
 class HostileWeb:
     """The running server: `base_url` (main host), `alt_url` (Crawl-delay host), `requests`."""
 
-    def __init__(self) -> None:
+    def __init__(self, robots: bytes = MAIN_ROBOTS) -> None:
         self.base_url = self.alt_url = ""
         self.port = 0
+        self.robots = robots
         self._hits: list[Hit] = []
         self._counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -167,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _main(self, path: str, nth: int) -> None:  # a routing table reads best flat
         if path == "/robots.txt":
-            self._send(200, MAIN_ROBOTS, "text/plain")
+            self._send(200, self.web.robots, "text/plain")
         elif path == "/.well-known/tdmrep.json":
             self._send(200, TDMREP, "application/json")
         elif path == "/":
@@ -197,6 +202,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(SLOW_S)
             self.wfile.write(b"b" * 1500)
+        elif path == "/drip-headers":  # a status line, then one header byte every DRIP_S, for 60 s
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Drip: ")
+            for _ in range(int(60 / DRIP_S)):
+                time.sleep(DRIP_S)
+                self.wfile.write(b"a")
+        elif path == "/unclosed-tags":
+            self._send(200, UNCLOSED_TAGS)
         elif path == "/retry-503":  # two 503s, then the page
             self._send(200, page("recovered 503")) if nth > 2 else self._send(503, b"busy", Retry_After="1")
         elif path == "/retry-429":  # one 429 with an HTTP-date, then the page
@@ -244,9 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_hostile_web() -> Iterator[HostileWeb]:
+def serve_hostile_web(robots: bytes = MAIN_ROBOTS) -> Iterator[HostileWeb]:
     """Serve until the block exits (port chosen by the OS); slow handlers are daemon threads."""
-    web = HostileWeb()
+    web = HostileWeb(robots)
     handler = type("Handler", (_Handler,), {"web": web})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     web.port = server.server_address[1]

@@ -11,6 +11,7 @@ the frontier and runs the tasks is jobs/spark/crawl.py; nothing here knows the e
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 from core.config import CrawlConfig
 from core.fetch_record import FetchRecord
 from core.schema import make_document
-from jobs.crawl.fetch import Exchange, HostClient, Page, parse_html
+from jobs.crawl.fetch import Exchange, HostClient, HostDeadline, Page, parse_html
 from jobs.crawl.optout import (
     ROBOTS_MAX_BYTES,
     RobotsRules,
@@ -86,36 +87,48 @@ class HostState:
 
 
 class _HostCrawl:
-    """One host, one level: gates every URL (and redirect hop) before requesting it."""
+    """One host, one level: gates every URL (and redirect hop) before requesting it.
+
+    `host_deadline_s` bounds the task: once past it (or when a wait or request would cross it)
+    the URL at hand and every one after it are logged `error`/`host_deadline` without a request;
+    pages fetched before are kept. Robots.txt or tdmrep.json cut off by it are not remembered, so
+    the next level asks again instead of treating the host as unreachable or unreserved.
+    """
 
     def __init__(
         self, cfg: CrawlConfig, scope: Scope, host: str, level: int, state: HostState, warc: WarcFile
     ) -> None:
         self.cfg, self.scope, self.host, self.level = cfg, scope, host, level
         self.state, self.warc = state, warc
-        self.client = HostClient(cfg, state.last_end, state.hold_until)
+        deadline = time.monotonic() + cfg.host_deadline_s
+        self.client = HostClient(cfg, state.last_end, state.hold_until, deadline)
         self._rules: dict[str, tuple[RobotsRules, list[TdmRule]]] = {}
 
     def policies(self, origin: str) -> tuple[RobotsRules, list[TdmRule]]:
         """robots.txt then tdmrep.json, each requested once per origin per crawl (TDMRep section
         3.1: the file is checked before any page); bodies are kept in the host state."""
         if origin not in self._rules:
-            if origin not in self.state.robots:
-                ex = self.client.get_following(origin + "/robots.txt")
-                error = ":".join(filter(None, (ex.error, ex.detail))) or None
-                self.state.robots[origin] = (ex.status, ex.body[:ROBOTS_MAX_BYTES], error)
-            status, body, error = self.state.robots[origin]
-            robots = RobotsRules.from_response(status, body, self.cfg.user_agent, error)
-            usable = (robots.crawl_delay or 0) <= self.cfg.max_crawl_delay_s
-            if usable:
-                self.client.delay = max(self.client.delay, robots.crawl_delay or 0.0)
-            tdm_url = origin + "/.well-known/tdmrep.json"
-            if origin not in self.state.tdmrep:
-                tdm = self.client.get_following(tdm_url) if usable and robots.allowed(tdm_url) else None
-                self.state.tdmrep[origin] = tdm.body if tdm and tdm.status == 200 else b""
-            self._rules[origin] = (robots, parse_tdmrep(self.state.tdmrep[origin]))
-            self._flush_warc(omit_payload=False)
+            try:
+                self._rules[origin] = self._load_policies(origin)
+            finally:  # the policy files' exchanges are archived apart from the page's
+                self._flush_warc(omit_payload=False)
         return self._rules[origin]
+
+    def _load_policies(self, origin: str) -> tuple[RobotsRules, list[TdmRule]]:
+        if origin not in self.state.robots:
+            ex = self.client.get_following(origin + "/robots.txt")
+            error = ":".join(filter(None, (ex.error, ex.detail))) or None
+            self.state.robots[origin] = (ex.status, ex.body[:ROBOTS_MAX_BYTES], error)
+        status, body, error = self.state.robots[origin]
+        robots = RobotsRules.from_response(status, body, self.cfg.user_agent, error)
+        usable = (robots.crawl_delay or 0) <= self.cfg.max_crawl_delay_s
+        if usable:
+            self.client.delay = max(self.client.delay, robots.crawl_delay or 0.0)
+        tdm_url = origin + "/.well-known/tdmrep.json"
+        if origin not in self.state.tdmrep:
+            tdm = self.client.get_following(tdm_url) if usable and robots.allowed(tdm_url) else None
+            self.state.tdmrep[origin] = tdm.body if tdm and tdm.status == 200 else b""
+        return robots, parse_tdmrep(self.state.tdmrep[origin])
 
     def gate(self, url: str) -> tuple[str, str | None, str | None] | None:
         """(decision, error, detail) when the URL must not be requested, else None."""
@@ -138,8 +151,15 @@ class _HostCrawl:
     def fetch(self, url: str) -> FetchRecord:
         """One frontier URL to one fetch record; same-host redirects are followed in place."""
         rec, chain = FetchRecord(url, self.host, self.level), [url]
-        while (hop := self._step(rec, chain)) is not None:
-            chain.append(hop)
+        try:
+            if time.monotonic() >= self.client.deadline:
+                raise HostDeadline(url)
+            while (hop := self._step(rec, chain)) is not None:
+                chain.append(hop)
+        except HostDeadline:
+            rec.final_url = rec.final_url or url
+            rec.decision, rec.error = "error", "host_deadline"
+            rec.error_detail = f"{self.cfg.host_deadline_s:g}s"
         return self._finish(rec)
 
     def _step(self, rec: FetchRecord, chain: list[str]) -> str | None:
@@ -222,7 +242,8 @@ class _HostCrawl:
 def crawl_host(
     task: tuple[str, list[str], HostState | None], cfg: CrawlConfig, scope: Scope, level: int, out_dir: str
 ) -> tuple[list[FetchRecord], HostState]:
-    """One task: one host's URLs of one level, in order, into one WARC file in `out_dir`."""
+    """One task: one host's URLs of one level, in order, into one WARC file in `out_dir`; the
+    task's clock (`host_deadline_s`) starts here, so a stuck host cannot hold its level past it."""
     host, pending, state = task
     state = state or HostState()
     with WarcFile(out_dir, warc_name(level, host), cfg.user_agent) as warc:

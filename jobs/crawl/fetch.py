@@ -8,23 +8,34 @@ the WARC writer. The crawl job decides what to request; this module only talks H
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
+import math
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urljoin, urlsplit
+
+from resiliparse.parse.html import HTMLTree
 
 from core.config import CrawlConfig
 from jobs.web.mime import parse_content_type
 from jobs.web.urls import absolute_url, http_url
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 
 class BlockedAddress(Exception):
     """The target resolves to an address the crawl may not reach (the reason is the message)."""
+
+
+class HostDeadline(Exception):
+    """The host's task is past `CrawlConfig.host_deadline_s`: nothing more may be sent to it."""
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
@@ -129,14 +140,57 @@ def _fail(ex: Exchange, error: str, detail: str | None = None) -> Exchange:
     return ex
 
 
-def http_get(url: str, cfg: CrawlConfig, read_types: tuple[str, ...] | None = None) -> Exchange:
+def _time_left(stop: float) -> float:
+    """Seconds until the monotonic time `stop`; TimeoutError once it has passed."""
+    left = stop - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that share one absolute deadline.
+
+    http.client reads the status line and headers with the socket's timeout, which applies to
+    each read: a server dripping a byte per read restarts it forever (issue 12 measured a fetch
+    held 8 s at `timeout_s` 1 s). Each read here may only wait for what is left of the time.
+    """
+
+    def __init__(self, sock: socket.socket, stop: float) -> None:
+        super().__init__()
+        self.sock, self.stop = sock, stop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        self.sock.settimeout(_time_left(self.stop))
+        return self.sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """All `http.client.HTTPResponse` asks of its socket: `makefile`, here a deadline-bound reader."""
+
+    def __init__(self, sock: socket.socket, stop: float) -> None:
+        self.sock, self.stop = sock, stop
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self.sock, self.stop))
+
+
+def http_get(
+    url: str, cfg: CrawlConfig, read_types: tuple[str, ...] | None = None, deadline: float = math.inf
+) -> Exchange:
     """One GET, no redirects followed: SSRF guard, pinned address, total deadline, byte cap.
 
     The body is read only when its declared type is in `read_types` (None: any), or is missing
-    (then sniffed by the caller); `timeout_s` bounds connect, headers and body together.
+    (then sniffed by the caller). `timeout_s` bounds connect, status line, headers and body
+    together (error `timeout`); `deadline` (monotonic seconds) is the host task's, and a request
+    it cuts short fails `host_deadline`. DNS resolution is the system resolver's and not bounded.
     """
     ex = Exchange(url, datetime.now(UTC))
     start = time.monotonic()
+    stop = min(start + cfg.timeout_s, deadline)
     try:
         ex.ip = resolve_checked(url, cfg.allow_loopback)
     except BlockedAddress as err:
@@ -145,7 +199,7 @@ def http_get(url: str, cfg: CrawlConfig, read_types: tuple[str, ...] | None = No
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname or "", parts.port, timeout=cfg.timeout_s)
     conn._create_connection = lambda addr, timeout, src: socket.create_connection(  # type: ignore[attr-defined]
-        (ex.ip, addr[1]), timeout, src
+        (ex.ip, addr[1]), _time_left(stop), src
     )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     ex.request_headers = [
@@ -156,9 +210,12 @@ def http_get(url: str, cfg: CrawlConfig, read_types: tuple[str, ...] | None = No
         ("Connection", "close"),
     ]
     try:
-        _exchange(conn, target, ex, cfg, start + cfg.timeout_s, read_types)
+        _exchange(conn, target, ex, cfg, stop, read_types)
     except TimeoutError:
-        _fail(ex, "timeout", f"{cfg.timeout_s:g}s")
+        if deadline < start + cfg.timeout_s:
+            _fail(ex, "host_deadline", f"{cfg.host_deadline_s:g}s")
+        else:
+            _fail(ex, "timeout", f"{cfg.timeout_s:g}s")
         ex.truncated = "time" if ex.status else None
     except ConnectionRefusedError:
         _fail(ex, "connection_refused")
@@ -179,37 +236,49 @@ def _exchange(
     target: str,
     ex: Exchange,
     cfg: CrawlConfig,
-    deadline: float,
+    stop: float,
     read_types: tuple[str, ...] | None,
 ) -> None:
+    """Send the request and read the response, every socket operation bounded by `stop`.
+
+    The response is built on a deadline-bound reader instead of `conn.getresponse()` (which reads
+    the headers off the plain socket); the request says `Connection: close`, so no connection
+    state is left to keep.
+    """
+    conn.connect()
+    conn.sock.settimeout(_time_left(stop))  # sending, too: the request is small, the wait is not
     conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
     for name, value in ex.request_headers:
         conn.putheader(name, value)
     conn.endheaders()
-    sock = conn.sock
-    resp = conn.getresponse()
-    ex.status, ex.reason, ex.headers = resp.status, resp.reason, resp.getheaders()
-    ex.http_version = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
-    if read_types is not None and ex.mime is not None and ex.mime not in read_types:
-        ex.truncated = "unspecified"  # not downloaded: the type is outside the allowlist
-        return
+    resp = http.client.HTTPResponse(cast(socket.socket, _DeadlineSocket(conn.sock, stop)), method="GET")
+    try:
+        resp.begin()
+        ex.status, ex.reason, ex.headers = resp.status, resp.reason, resp.getheaders()
+        ex.http_version = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
+        if read_types is not None and ex.mime is not None and ex.mime not in read_types:
+            ex.truncated = "unspecified"  # not downloaded: the type is outside the allowlist
+            return
+        _read_body(resp, ex, cfg.max_bytes)
+    finally:
+        resp.close()
+
+
+def _read_body(resp: http.client.HTTPResponse, ex: Exchange, max_bytes: int) -> None:
+    """Up to `max_bytes` into `ex.body`, `truncated` "length" past it; what had arrived before a
+    timeout is kept for the WARC record (`WARC-Truncated: time`)."""
     chunks: list[bytes] = []
     size = 0
     try:
-        while size <= cfg.max_bytes and not resp.isclosed():  # closed: the whole body was read
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            if sock is not None:
-                sock.settimeout(remaining)
-            chunk = resp.read1(min(65536, cfg.max_bytes + 1 - size))  # what has arrived, up to n
+        while size <= max_bytes and not resp.isclosed():  # closed: the whole body was read
+            chunk = resp.read1(min(65536, max_bytes + 1 - size))  # what has arrived, up to n
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
-    finally:  # after a timeout, what had arrived is kept for the WARC (`WARC-Truncated: time`)
-        ex.body = b"".join(chunks)[: cfg.max_bytes]
-    if size > cfg.max_bytes:
+    finally:
+        ex.body = b"".join(chunks)[:max_bytes]
+    if size > max_bytes:
         ex.truncated = "length"
 
 
@@ -218,14 +287,18 @@ class HostClient:
     `Retry-After` the server asked for; keeps every exchange for the WARC file.
 
     `last_end` and `hold_until` are epoch seconds, so the crawl job can carry them to the host's
-    task at the next level.
+    task at the next level. `deadline` (monotonic seconds) ends the host's task: a request that
+    could not start before it, or that it cuts short, raises `HostDeadline`.
     """
 
-    def __init__(self, cfg: CrawlConfig, last_end: float = 0.0, hold_until: float = 0.0) -> None:
+    def __init__(
+        self, cfg: CrawlConfig, last_end: float = 0.0, hold_until: float = 0.0, deadline: float = math.inf
+    ) -> None:
         self.cfg = cfg
         self.delay = cfg.delay_s
         self.last_end = last_end
         self.hold_until = hold_until
+        self.deadline = deadline
         self.exchanges: list[Exchange] = []
 
     def get(self, url: str, read_types: tuple[str, ...] | None = None) -> Exchange:
@@ -234,10 +307,15 @@ class HostClient:
         if hold > self.cfg.max_retry_wait_s:
             ex = _fail(Exchange(url, datetime.now(UTC)), "host_backoff", f"retry_after_{hold:.0f}s_left")
         else:
-            time.sleep(max(self.last_end + self.delay - time.time(), hold, 0.0))
-            ex = http_get(url, self.cfg, read_types)
+            wait = max(self.last_end + self.delay - time.time(), hold, 0.0)
+            if time.monotonic() + wait >= self.deadline:  # no sleeping into the deadline
+                raise HostDeadline(url)
+            time.sleep(wait)
+            ex = http_get(url, self.cfg, read_types, self.deadline)
             self.last_end = time.time() if ex.ip else self.last_end  # no address: nothing was sent
-        self.exchanges.append(ex)
+        self.exchanges.append(ex)  # a request cut short is still archived, `WARC-Truncated: time`
+        if ex.error == "host_deadline":
+            raise HostDeadline(url)
         return ex
 
     def get_retrying(self, url: str, read_types: tuple[str, ...] | None = None) -> tuple[Exchange, int]:
@@ -276,23 +354,6 @@ class HostClient:
         return _fail(ex, "too_many_redirects", url)
 
 
-class _PageParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.hrefs: list[str] = []
-        self.metas: list[tuple[str, str]] = []
-        self.base: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag in ("a", "area") and a.get("href"):
-            self.hrefs.append(a["href"])
-        elif tag == "base" and a.get("href") and self.base is None:
-            self.base = a["href"]
-        elif tag == "meta" and a.get("name"):
-            self.metas.append((a["name"].strip().lower(), a.get("content", "")))
-
-
 @dataclass
 class Page:
     links: list[str]
@@ -300,17 +361,29 @@ class Page:
 
 
 def parse_html(base_url: str, html: str) -> Page:
-    """Links (absolute, canonical, http(s) only, `<base href>` honoured) and `<meta name>` pairs;
-    broken markup keeps whatever was parsed before the break."""
-    parser = _PageParser()
+    """Links (absolute, canonical, http(s) only, `<base href>` honoured) and `<meta name>` pairs.
+
+    Parsed with resiliparse (lexbor, an HTML5 parser: linear time, any nesting depth, broken
+    markup repaired as browsers do). Python's HTMLParser is quadratic on unfinished tags: 200 KB
+    of `<a` took 19 s. Meta names are stripped and lower-cased for matching robots directives.
+    """
     try:
-        parser.feed(html)
-        parser.close()
-    except Exception:
-        pass
-    base = urljoin(base_url, parser.base) if parser.base else base_url
-    links = {http_url(base, href) for href in parser.hrefs}
-    return Page(sorted(u for u in links if u), parser.metas)
+        doc = HTMLTree.parse(html).document
+    except Exception:  # resiliparse raises HTMLParserException on input it cannot parse at all
+        doc = None
+    if doc is None:
+        return Page([], [])
+    # .values(): iterating a node collection itself is quadratic (jobs/extract/html.py)
+    hrefs = [a.getattr("href") for a in doc.query_selector_all("a[href], area[href]").values()]
+    bases = [b.getattr("href") for b in doc.query_selector_all("base[href]").values()]
+    base = next((b for b in bases if b), None)  # the first non-empty <base href>
+    metas = [
+        (m.getattr("name") or "", m.getattr("content") or "")
+        for m in doc.query_selector_all("meta[name]").values()
+    ]
+    root = urljoin(base_url, base) if base else base_url
+    links = {http_url(root, href) for href in hrefs if href}
+    return Page(sorted(u for u in links if u), [(n.strip().lower(), c) for n, c in metas if n])
 
 
 def extract_links(base_url: str, html: str) -> list[str]:

@@ -11,12 +11,26 @@ http(s) only, resolved against the page URL, first `max_links` in page order) an
 language hint (Lui & Baldwin 2012) on the extracted text: the `language` column plus
 `extract.language_score` (a probability; filters apply thresholds later). `extract.method` names
 what produced the text so a later stage can judge. Broken markup yields less text, never a crash.
+
+Bounds on hostile pages: HTML over `max_html_bytes` (UTF-8) is rejected `extract_too_large`
+before any parsing, and so is markup nested deeper than `max_html_depth` (`extract_too_deep`,
+one linear scan of the tags); extraction that runs past `max_parse_s` is rejected `extract_timeout`. The
+clock is checked between phases (parse, main-content extraction, fallback) and once at the end,
+not preemptively: a signal alarm works only in a process's main thread (Spark may call us from
+others) and Python cannot stop a thread, so a running phase finishes first. Within a phase only
+the size cap bounds the cost: parsing is linear (libxml2, lexbor), but trafilatura's main-content
+pass took ~10 s per MB of nested-`<div>` soup and resiliparse's grows with size x nesting depth
+(measured): the depth cap bounds that product (20 MB at depth 256: 13 s). A hard wall-clock
+bound would need a child process.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +42,15 @@ Row = dict[str, Any]
 LANGID_CHARS = 20_000  # py3langid's score is stable by then (measured on pydoc pages); caps the cost
 
 
+class ExtractTimeout(Exception):
+    """Extraction ran past its deadline (`ExtractConfig.max_parse_s`)."""
+
+
+def _check(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise ExtractTimeout
+
+
 @dataclass
 class Extracted:
     text: str
@@ -37,14 +60,15 @@ class Extracted:
     base: str | None = None  # <base href>, if the page declares one
 
 
-def _with_trafilatura(html: str) -> Extracted:
+def _with_trafilatura(html: str, deadline: float = math.inf) -> Extracted:
     import trafilatura
 
     tree = trafilatura.load_html(html)
     if tree is None:  # lxml refuses it (no tags, nesting past libxml2's depth limit): take any text
-        return replace(_with_resiliparse(html), method="resiliparse_fallback")
+        return replace(_with_resiliparse(html, deadline), method="resiliparse_fallback")
     out = Extracted("", "trafilatura", _clean(tree.findtext(".//title")), list(tree.xpath("//a/@href")))
     out.base = next(iter(tree.xpath("//base/@href")), None)
+    _check(deadline)
     try:  # trafilatura copies the tree before pruning it, so the fallback sees the whole page
         text = trafilatura.extract(tree, favor_recall=True, include_comments=False, deduplicate=False)
     except Exception:  # trafilatura/lxml errors on hostile markup: fall back, don't drop
@@ -52,11 +76,12 @@ def _with_trafilatura(html: str) -> Extracted:
     if text and text.strip():
         out.text = text
     else:
+        _check(deadline)
         out.text, out.method = (trafilatura.html2txt(tree) or "").strip(), "html2txt"
     return out
 
 
-def _with_resiliparse(html: str) -> Extracted:
+def _with_resiliparse(html: str, deadline: float = math.inf) -> Extracted:
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
@@ -67,15 +92,19 @@ def _with_resiliparse(html: str) -> Extracted:
         base = tree.document.query_selector("base[href]") if tree.document else None
         out = Extracted("", "resiliparse", _clean(tree.title), [a.getattr("href") or "" for a in anchors])
         out.base = base.getattr("href") if base else None
+        _check(deadline)
         out.text = extract_plain_text(tree, main_content=True).strip()
         if not out.text:
+            _check(deadline)
             out.text, out.method = extract_plain_text(tree, main_content=False).strip(), "resiliparse_all"
+    except ExtractTimeout:
+        raise
     except Exception:  # resiliparse raises HTMLParserException on input it cannot parse at all
         return Extracted("", "resiliparse_unparsable")
     return out
 
 
-EXTRACTORS: dict[str, Callable[[str], Extracted]] = {
+EXTRACTORS: dict[str, Callable[[str, float], Extracted]] = {
     "trafilatura": _with_trafilatura,
     "resiliparse": _with_resiliparse,
 }
@@ -87,8 +116,15 @@ def _clean(title: str | None) -> str | None:
 
 def html_to_text(html: str, extractor: str = "trafilatura") -> tuple[str, str]:
     """(text, method). Never raises on broken markup: bad HTML yields less text, not a crash."""
-    out = EXTRACTORS[extractor](html)
+    out = EXTRACTORS[extractor](html, math.inf)
     return out.text, out.method
+
+
+def utf8_size(text: str, chunk: int = 1 << 20) -> int:
+    """Bytes of `text` in UTF-8, encoded a chunk at a time so a large page is not held twice."""
+    if text.isascii():
+        return len(text)
+    return sum(len(text[i : i + chunk].encode("utf-8", "surrogatepass")) for i in range(0, len(text), chunk))
 
 
 def outgoing_links(page_url: str, hrefs: list[str], base: str | None = None, limit: int = 200) -> list[str]:
@@ -122,14 +158,54 @@ def detect_language(text: str) -> tuple[str | None, float]:
     return lang, float(score)
 
 
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,30})[^<>]{0,4096}?(/?)>")  # never scans past the next <
+# Void elements and those whose end tag may be omitted (HTML Living Standard 13.1.2 and 13.1.2.4):
+# parsers close them implicitly, so they never deepen the tree.
+_FLAT = frozenset(
+    {
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"),
+        *("track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rp", "rt"),
+        *("thead", "tbody", "tfoot", "colgroup", "caption", "html", "head", "body"),
+    }
+)
+
+
+def markup_depth(html: str, limit: int) -> int:
+    """How deep elements nest, counted from start and end tags in one linear regex scan (no
+    parse); stops as soon as it passes `limit`. An approximation of the parser's tree depth:
+    unclosed containers nest, as they do in a browser's tree."""
+    depth = deepest = 0
+    for m in _TAG.finditer(html):
+        if m.group(3) or m.group(2).lower() in _FLAT:
+            continue
+        if m.group(1):
+            depth = max(depth - 1, 0)
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                break
+    return deepest
+
+
 def extract_row(row: Row, cfg: ExtractConfig | None = None) -> tuple[Row, str | None]:
     """Fill `text` from `raw_content` (then cleared); rows without raw content pass through."""
     raw = row.get("raw_content")
     if raw is None:
         return row, None
     cfg = cfg or ExtractConfig()
-    out = EXTRACTORS[cfg.extractor](raw)
-    ann = {**(row.get("annotations") or {}), "extract.method": out.method, "extract.raw_bytes": str(len(raw))}
+    if (size := utf8_size(raw)) > cfg.max_html_bytes:
+        return _unparsed(row, size), f"extract_too_large:{size}"
+    if (depth := markup_depth(raw, cfg.max_html_depth)) > cfg.max_html_depth:
+        return _unparsed(row, size), f"extract_too_deep:{depth}"
+    start = time.monotonic()
+    try:
+        out = EXTRACTORS[cfg.extractor](raw, start + cfg.max_parse_s)
+        _check(start + cfg.max_parse_s)  # a single phase that ran long
+    except ExtractTimeout:
+        return _unparsed(row, size), f"extract_timeout:{time.monotonic() - start:.1f}s"
+    ann = {**(row.get("annotations") or {}), "extract.method": out.method, "extract.raw_bytes": str(size)}
     if out.title:
         ann["extract.title"] = out.title
     links = outgoing_links(row.get("origin") or "", out.hrefs, out.base, cfg.max_links)
@@ -142,6 +218,12 @@ def extract_row(row: Row, cfg: ExtractConfig | None = None) -> tuple[Row, str | 
             ann["extract.language_score"] = f"{score:.4f}"
     chars = len(out.text.strip())
     return doc, None if chars >= cfg.min_text_chars else f"extract_no_text:{chars}"
+
+
+def _unparsed(row: Row, size: int) -> Row:
+    """A page rejected unextracted: no text, the HTML dropped (the crawl's WARC record keeps it)."""
+    ann = {**(row.get("annotations") or {}), "extract.raw_bytes": str(size)}
+    return {**row, "text": "", "raw_content": None, "annotations": ann}
 
 
 def extract_row_with(cfg: ExtractConfig) -> Callable[[Row], tuple[Row, str | None]]:
