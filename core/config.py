@@ -152,6 +152,10 @@ class SourcesConfig(_Strict):
     max_member_bytes: int = Field(50_000_000, ge=1, le=10**10)  # one uncompressed ZIP/EPUB member
     max_unpacked_bytes: int = Field(200_000_000, ge=1, le=10**11)  # all members of one archive
     max_compression_ratio: float = Field(100.0, gt=1, le=100_000)
+    # zipfile loads the whole central directory (~1 KiB of Python objects per entry) before any
+    # size check: the entry count is read from the end-of-central-directory record first. An EPUB
+    # holds one file per chapter, image and style sheet (hundreds); 10,000 leaves ample room.
+    max_archive_members: int = Field(10_000, ge=1, le=65_535)
     # JSONL: a longer line is rejected without being held whole; deeper JSON is rejected (serde_json
     # stops at 128 levels; CPython's json would raise RecursionError near 1,000).
     max_line_bytes: int = Field(8_000_000, ge=1, le=10**9)

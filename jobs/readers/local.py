@@ -51,15 +51,15 @@ def source_paths(cfg: SourcesConfig) -> dict[str, list[Path]]:
 
 def iter_sources(cfg: SourcesConfig) -> Iterator[Ingested]:
     """(document, reject reason or None) for every included source: books, code, papers, social,
-    synthetic."""
+    synthetic; `cfg` also carries the parser bounds (archive members, lines, JSON depth, CSV fields)."""
     paths, cap = source_paths(cfg), cfg.max_file_bytes
     for root in paths.get("books_dir", []):
-        yield from iter_books(root, cap)
+        yield from iter_books(root, cap, cfg)
     for root in paths.get("code_dir", []):
         yield from iter_code(root, cfg.code_license or None, cap)
     for root in paths.get("papers_dir", []):
-        yield from iter_papers(root, cap)
+        yield from iter_papers(root, cap, cfg)
     for dump in paths.get("social_paths", []):
-        yield from iter_social(dump, cfg.social_fields, cfg.social_format, cap)
+        yield from iter_social(dump, cfg.social_fields, cfg.social_format, cap, cfg)
     if "synthetic" in cfg.include and cfg.synthetic_count:
         yield from iter_synthetic(cfg.synthetic_count, cfg.synthetic_seed)

@@ -11,6 +11,15 @@ whose Content-Length lies is reported in `WarcStats.bad` with its byte offset, a
 before it are kept. A gzip file whose members do not line up with records (one member for the
 whole file, or members split mid-record) is re-read as one gzip stream; offsets then count
 decompressed bytes (annotation `warc.offset_decompressed` instead of `warc.offset`).
+
+Every read is bounded by `WarcConfig` (a 261 KB gzip member can inflate to 256 MiB, and warcio
+grows a header line by concatenation, quadratic in its length). A record whose block passes
+`max_record_bytes` is rejected `warc_record_too_large` after at most that many bytes were held, a
+header line over `max_header_line_bytes` (`warc_header_line_too_long`) is cut and the rest of it
+read in chunks and dropped, a header block over `max_header_bytes` (`warc_header_too_large`) keeps
+only its Content-Length from there on; either way the record's framing survives and reading goes
+on with the next record. A header limit hit where no record can be framed, and a file that
+inflates past `max_file_bytes` (`warc_file_too_large`), end the file with a bad record naming it.
 """
 
 from __future__ import annotations
@@ -18,15 +27,18 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeadersParser
 
+from core.config import WarcConfig
 from core.schema import make_document
 from jobs.web.charset import codec_name, decode
 from jobs.web.mime import parse_content_type
@@ -35,6 +47,8 @@ from jobs.web.urls import host
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 DOCUMENT_RECORDS = ("response", "resource", "conversion")
 _CHUNK = 1 << 16
+# Limits that end a walk: re-reading the file as one gzip stream would hit them again.
+_FILE_LIMITS = ("warc_file_too_large", "warc_header_line_too_long", "warc_header_too_large")
 
 Ingested = tuple[dict[str, Any], str | None]  # (document, reject reason or None)
 
@@ -59,8 +73,151 @@ class WarcStats:
     source: str | None = None  # source label, or the warcinfo's `isPartOf`
 
 
+class _LimitHit(Exception):
+    """A file-wide bound was reached: the walk stops, and the reason is its bad record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Guard:
+    """The configured bounds, and the header limits hit since the last record took its own."""
+
+    limits: WarcConfig
+    problems: list[str] = field(default_factory=list)
+
+    def take(self) -> str | None:
+        first = self.problems[0] if self.problems else None
+        self.problems.clear()
+        return first
+
+
+def _bounded_line(readline: Callable[[int], bytes], cap: int) -> tuple[bytes, int]:
+    """(at most `cap` bytes of the next line, the line's whole length): the rest of a longer line is
+    read in chunks and dropped, so time stays linear and memory bounded."""
+    line = readline(cap + 1)
+    size = len(line)
+    if size <= cap:
+        return line, size
+    if not line.endswith(b"\n"):
+        while chunk := readline(_CHUNK):
+            size += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+    return line[:cap], size
+
+
+class _Reader(DecompressingBufferedReader):
+    """warcio's record reader, bounded. A gzip member inflates at most `_CHUNK` bytes per step
+    (warcio inflates a whole 16 KiB block at once: 16 MiB of zeros); a line read without a length
+    (a record's first line, the blank lines between records, an ARC header) is cut at
+    `max_header_line_bytes`; the file may inflate to `max_file_bytes` at most."""
+
+    decompressor: Any  # zlib's, or None once the file proved plain
+
+    def __init__(self, fh: Any, guard: _Guard) -> None:
+        super().__init__(fh)
+        self.guard = guard
+
+    def readline(self, length: int | None = None) -> bytes:
+        if length is not None:
+            return self._readline(length)
+        cap = self.guard.limits.max_header_line_bytes
+        line, size = _bounded_line(self._readline, cap)
+        if size > cap:
+            self.guard.problems.append(f"warc_header_line_too_long:{size}")
+        return line
+
+    def _readline(self, length: int) -> bytes:
+        """Up to `length` bytes of the line, in linear time (warcio's `readline` subtracts the whole
+        line read so far from `length` each round, so returns short; and it concatenates)."""
+        parts, left = [], length
+        while left > 0:
+            self._fillbuff()
+            if self.empty():
+                break
+            part = self.buff.readline(left)
+            parts.append(part)
+            left -= len(part)
+            if part.endswith(b"\n"):
+                break
+        return b"".join(parts)
+
+    def _fillbuff(self, block_size: int | None = None) -> None:
+        inflater = self.decompressor
+        if self.empty() and inflater is not None and not inflater.eof and inflater.unconsumed_tail:
+            self._process_read(inflater.unconsumed_tail)  # the input a bounded step left over
+            if not self.empty():
+                return
+        super()._fillbuff(block_size)
+
+    def _decompress(self, data: bytes) -> bytes:
+        if self.decompressor is None or not data:
+            return data
+        try:
+            return bytes(self.decompressor.decompress(data, _CHUNK))
+        except zlib.error:
+            if self.num_block_read == 0:  # no gzip at all: warcio reads such a file plain
+                self.decompressor = None
+                return data
+            return b""  # a damaged member: its record comes out truncated
+
+    def _process_read(self, data: bytes) -> None:
+        super()._process_read(data)
+        if self.num_read > self.guard.limits.max_file_bytes:
+            raise _LimitHit(f"warc_file_too_large:>{self.guard.limits.max_file_bytes}")
+
+
+class _HeaderLines:
+    """The lines of one header block (WARC or HTTP) for warcio's parser, each cut at
+    `max_header_line_bytes`; past `max_header_bytes` only a Content-Length line (it frames the
+    record) and the blank line that ends the block are passed on, the rest is read and dropped."""
+
+    def __init__(self, stream: Any, guard: _Guard, statusline: bytes | None) -> None:
+        self.stream, self.guard = stream, guard
+        self.used, self.first = len(statusline or b""), statusline is None
+
+    def readline(self, length: int | None = None) -> bytes:
+        limits = self.guard.limits
+        while True:
+            line, size = _bounded_line(self.stream.readline, limits.max_header_line_bytes)
+            self.used += size
+            if size > limits.max_header_line_bytes:
+                self.guard.problems.append(f"warc_header_line_too_long:{size}")
+            last, first, self.first = not line.strip(), self.first, False
+            if last and self.used > limits.max_header_bytes:
+                self.guard.problems.append(f"warc_header_too_large:{self.used}")
+            if last or first or self.used <= limits.max_header_bytes or _frames(line):
+                return line
+
+
+def _frames(line: bytes) -> bool:
+    return line[:15].lower() == b"content-length:"
+
+
+class _HeaderParser(StatusAndHeadersParser):
+    """warcio's status-and-headers parser over `_HeaderLines`."""
+
+    def __init__(self, base: StatusAndHeadersParser, guard: _Guard) -> None:
+        super().__init__(base.statuslist, base.verify)
+        self.guard = guard
+
+    def parse(self, stream: Any, full_statusline: bytes | None = None) -> Any:
+        lines = _HeaderLines(stream, self.guard, full_statusline)
+        return super().parse(lines, full_statusline)
+
+
 class _Iterator(ArchiveIterator):
     INC_RECORD = ""  # warcio prints this warning to stderr; we count it (err_count) instead
+
+    def __init__(self, fh: IO[bytes], guard: _Guard) -> None:
+        super().__init__(fh, arc2warc=True, check_digests=True)
+        self.reader = _Reader(self.fh, guard)
+        loader = self.loader
+        for name in ("warc_parser", "http_parser", "http_req_parser"):
+            setattr(loader, name, _HeaderParser(getattr(loader, name), guard))
 
 
 @dataclass
@@ -71,22 +228,30 @@ class _Record:
     body: bytes
     complete: bool
     framing_error: bool  # the record was not followed by the blank lines its length promises
+    limit: str | None  # the bound this record hit (its body is then not read), or None
 
 
 def iter_warc(
-    path: Path, *, source_label: str | None = None, stats: WarcStats | None = None
+    path: Path,
+    *,
+    source_label: str | None = None,
+    stats: WarcStats | None = None,
+    limits: WarcConfig | None = None,
 ) -> Iterator[Ingested]:
-    """(document, reject reason) per document record; pass `stats` to get the file's counts."""
+    """(document, reject reason) per document record; pass `stats` to get the file's counts and
+    `limits` for the parser bounds (default: `WarcConfig`'s)."""
     stats = stats if stats is not None else WarcStats(file=path.name)
     stats.source = source_label
     arc = _is_arc(path)
-    for record in _read_records(path, stats, arc):
+    for record in _read_records(path, stats, arc, limits or WarcConfig()):
         if record.framing_error:
             stats.bad.append(BadRecord(record.offset, "warc_invalid_content_length"))
         if record.rec.rec_type == "warcinfo" and stats.source is None:
             stats.source = _warcinfo_field(record.body, "isPartOf")
         if record.rec.rec_type not in DOCUMENT_RECORDS:
-            if not _digest_ok(record.rec):
+            if record.limit:
+                stats.bad.append(BadRecord(record.offset, record.limit))
+            elif not _digest_ok(record.rec):
                 stats.bad.append(BadRecord(record.offset, "warc_digest_mismatch"))
             continue
         doc, reason = _document(record, path.name, stats)
@@ -100,16 +265,17 @@ def iter_warc(
         yield doc, reason
 
 
-def _read_records(path: Path, stats: WarcStats, arc: bool) -> Iterator[_Record]:
+def _read_records(path: Path, stats: WarcStats, arc: bool, limits: WarcConfig) -> Iterator[_Record]:
     """Every complete record once. A gzip layout error triggers one re-read as a single stream,
     whose result counts only if it got further; otherwise the first read's problems stand."""
     with path.open("rb") as fh:
-        done, problems = yield from _walk(fh, stats, arc, skip=0, size=path.stat().st_size)
-    if problems and _is_gzip(path):
+        done, problems = yield from _walk(fh, stats, arc, limits, skip=0, size=path.stat().st_size)
+    if problems and _is_gzip(path) and not any(p.error.startswith(_FILE_LIMITS) for p in problems):
         stats.gzip_stream = True
         with path.open("rb") as fh:
             stream = _GzipStream(fh)
-            seen, again = yield from _walk(io.BufferedReader(stream, _CHUNK), stats, arc, skip=done)
+            buffered = io.BufferedReader(stream, _CHUNK)
+            seen, again = yield from _walk(buffered, stats, arc, limits, skip=done)
         stats.gzip_stream = seen > done
         if seen > done or not again:
             problems = [p for p in again if p.error != "warc_truncated_record" or not stream.error]
@@ -118,24 +284,26 @@ def _read_records(path: Path, stats: WarcStats, arc: bool) -> Iterator[_Record]:
 
 
 def _walk(
-    fh: IO[bytes], stats: WarcStats, arc: bool, skip: int, size: int | None = None
+    fh: IO[bytes], stats: WarcStats, arc: bool, limits: WarcConfig, skip: int, size: int | None = None
 ) -> Generator[_Record, None, tuple[int, list[BadRecord]]]:
     """Yield records after the first `skip`; return (complete records seen, trailing problems).
 
     `size`: the file's length, to notice a tail warcio stopped before (a cut gzip member header).
     """
-    it = _Iterator(fh, arc2warc=True, check_digests=True)
+    guard = _Guard(limits)
+    it = _Iterator(fh, guard)
     it.known_format = None if arc else "warc"  # else warcio reads any 5-word line as an ARC header
     seen, pending = 0, None  # pending: an incomplete record, bad unless a re-read recovers it
     while True:
         start = it.offset
         try:
             rec = next(it)
-            record = _load(rec, it)
+            record = _load(rec, it, guard)
         except StopIteration:
             break
         except Exception as err:  # warcio/zlib raise many types on corrupt input; all end the walk
-            return seen, [*([pending] if pending else []), BadRecord(max(start, 0), _describe(err))]
+            reason = err.reason if isinstance(err, _LimitHit) else guard.take() or _describe(err)
+            return seen, [*([pending] if pending else []), BadRecord(max(start, 0), reason)]
         if pending:  # a good record follows, so a re-read cannot recover it: bad, and counted
             stats.bad.append(pending)
             seen, pending = seen + 1, None
@@ -164,53 +332,68 @@ class _GzipStream(io.RawIOBase):
     def __init__(self, fh: IO[bytes]) -> None:
         super().__init__()
         self.fh, self.member, self.member_offset = fh, zlib.decompressobj(31), 0
-        self.buffer, self.error, self.error_offset = b"", "", 0
+        self.buffer, self.pos, self.error, self.error_offset = b"", 0, "", 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, out: Any) -> int:
-        while not self.buffer and self._fill():
+        while self.pos >= len(self.buffer) and self._fill():
             pass
-        n = min(len(out), len(self.buffer))
-        out[:n], self.buffer = self.buffer[:n], self.buffer[n:]
+        n = min(len(out), len(self.buffer) - self.pos)
+        out[:n] = self.buffer[self.pos : self.pos + n]
+        self.pos += n
         return n
 
     def _fill(self) -> bool:
-        """Decompress one more chunk; False at the end of input or after an error."""
+        """Decompress at most one more chunk (a bomb inflates 1000x); False at the end of input or
+        after an error."""
         if self.error:
             return False
-        data = self.member.unused_data if self.member.eof else b""
-        if self.member.eof:
+        data = b""
+        if self.member.eof:  # (zlib leaves the leftover in unconsumed_tail too then: not input)
+            data = self.member.unused_data
             self.member_offset = self.fh.tell() - len(data)
             self.member = zlib.decompressobj(31)
+        elif self.member.unconsumed_tail:
+            data = self.member.unconsumed_tail
         data = data or self.fh.read(_CHUNK)
         if not data:
             if self.member.eof is False and self.fh.tell() > self.member_offset:
                 self.error, self.error_offset = "warc_truncated_gzip_member", self.member_offset
             return False
         try:
-            self.buffer = self.member.decompress(data)
+            self.buffer, self.pos = self.member.decompress(data, _CHUNK), 0
         except zlib.error as err:
             self.error, self.error_offset = f"warc_corrupt_gzip_member:{err}"[:200], self.member_offset
             return False
         return True
 
 
-def _load(rec: ArcWarcRecord, it: _Iterator) -> _Record:
-    """Read the payload we need, then let warcio drain the rest (which finishes the digests)."""
-    errors = it.err_count
-    body = _read_all(rec.content_stream()) if _wants_body(rec) else b""
+def _load(rec: ArcWarcRecord, it: _Iterator, guard: _Guard) -> _Record:
+    """Read the payload we need, at most `max_record_bytes` of it, then let warcio drain the rest
+    (which finishes the digests). A record over a bound keeps no body."""
+    errors, cap = it.err_count, guard.limits.max_record_bytes
+    limit, body = guard.take(), b""  # header limits noted while this record's headers were read
+    if limit is None and isinstance(rec.length, int) and rec.length > cap:
+        limit = f"warc_record_too_large:{rec.length}"
+    elif limit is None and _wants_body(rec):
+        body, limit = _read_bounded(rec.content_stream(), cap)
     offset, length = it.get_record_offset(), it.get_record_length()
     complete = getattr(rec.raw_stream, "limit", 0) == 0
-    return _Record(rec, offset, length, body, complete, it.err_count > errors)
+    return _Record(rec, offset, length, body, complete, it.err_count > errors, limit)
 
 
-def _read_all(stream: Any) -> bytes:
-    parts = []
-    while chunk := stream.read(_CHUNK):
+def _read_bounded(stream: Any, cap: int) -> tuple[bytes, str | None]:
+    """(payload, None), or (b"", `warc_record_too_large`) as soon as more than `cap` bytes came: a
+    missing Content-Length or a content encoding can make the payload larger than declared."""
+    parts, size = [], 0
+    while chunk := stream.read(min(_CHUNK, cap + 1 - size)):
         parts.append(chunk)
-    return b"".join(parts)
+        size += len(chunk)
+        if size > cap:
+            return b"", f"warc_record_too_large:>{cap}"
+    return b"".join(parts), None
 
 
 def _wants_body(rec: ArcWarcRecord) -> bool:
@@ -233,12 +416,16 @@ def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
     uri = (headers.get_header("WARC-Target-URI") or "").strip("<> ")  # WARC/1.0 allowed <uri>
     origin = uri or headers.get_header("WARC-Record-ID") or f"{file}#{record.offset}"
     mime, declared = _media_type(rec)
+    if record.limit and record.limit.startswith("warc_header"):
+        origin = f"{file}#{record.offset}"  # a cut header is no provenance to name the row by
     ann = _annotations(record, file, stats)
     fields: dict[str, Any] = {
         "domain": host(origin) or None,
         "fetched_at": _parse_date(headers.get_header("WARC-Date")),
         "annotations": ann,
     }
+    if record.limit:  # a parser bound was hit: provenance only
+        return make_document("web", origin, **fields), record.limit
     if rec.rec_type == "conversion" or mime == "text/plain":
         text = _decode(record.body, declared, ann)
         doc = make_document("web", origin, text, content_type="text/plain", **fields)

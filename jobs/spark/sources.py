@@ -58,7 +58,8 @@ def run_ingest(ctx: StageContext) -> dict[str, Any]:
 def run_warc(ctx: StageContext) -> dict[str, Any]:
     from jobs.spark.warc import ingest_warcs
 
-    return ingest_warcs(ctx.spark, ctx.cfg.warc.paths, ctx.out, ctx.cfg.warc.source_label)
+    warc = ctx.cfg.warc
+    return ingest_warcs(ctx.spark, warc.paths, ctx.out, warc.source_label, warc)
 
 
 def source_listing(cfg: PipelineConfig) -> dict[str, str]:

@@ -19,6 +19,8 @@ from core.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from core.config import WarcConfig
+
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc", ".arc.gz")
 BATCH_ROWS = 1000
 
@@ -64,8 +66,11 @@ class _PartWriter:
             self.writer.close()
 
 
-def ingest_file(path: str, out_dir: str, source_label: str | None) -> dict[str, Any]:
-    """Runs on an executor: one WARC file to part files; returns its WarcStats as a dict."""
+def ingest_file(
+    path: str, out_dir: str, source_label: str | None, limits: WarcConfig | None = None
+) -> dict[str, Any]:
+    """Runs on an executor: one WARC file to part files; returns its WarcStats as a dict. `limits`:
+    the parser bounds (`WarcConfig`'s defaults when None)."""
     from jobs.readers.warc import WarcStats, iter_warc
 
     name = f"warc-{hashlib.sha256(path.encode()).hexdigest()[:12]}.parquet"
@@ -73,7 +78,7 @@ def ingest_file(path: str, out_dir: str, source_label: str | None) -> dict[str, 
     rejected = _PartWriter(Path(out_dir, "rejected", name), REJECTED_SCHEMA)
     stats = WarcStats(file=path)
     try:
-        for doc, reason in iter_warc(Path(path), source_label=source_label, stats=stats):
+        for doc, reason in iter_warc(Path(path), source_label=source_label, stats=stats, limits=limits):
             if reason:
                 rejected.add({**doc, "reject_stage": "warc", "reject_reason": reason})
             else:
@@ -85,7 +90,11 @@ def ingest_file(path: str, out_dir: str, source_label: str | None) -> dict[str, 
 
 
 def ingest_warcs(
-    spark: SparkSession, paths: list[str], out: Path, source_label: str | None
+    spark: SparkSession,
+    paths: list[str],
+    out: Path,
+    source_label: str | None,
+    limits: WarcConfig | None = None,
 ) -> dict[str, Any]:
     files = expand_paths(paths)
     for part, schema in (("data", DOCUMENT_SCHEMA), ("rejected", REJECTED_SCHEMA)):
@@ -95,7 +104,7 @@ def ingest_warcs(
     if files:
         target = str(out)
         rdd = spark.sparkContext.parallelize(files, len(files))
-        per_file = rdd.map(lambda f: ingest_file(f, target, source_label)).collect()
+        per_file = rdd.map(lambda f: ingest_file(f, target, source_label, limits)).collect()
     return summarise(per_file)
 
 

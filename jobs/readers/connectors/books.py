@@ -12,6 +12,12 @@ Project Gutenberg's license header and footer are removed from every format. `_s
 root maps a file or folder name to `{"origin": ..., "license": ...}`; its license wins over
 `dc:rights`. The declared language goes to `book.language`, leaving the `language` column to
 language identification.
+
+An EPUB is a ZIP, and ebooklib inflates every member into memory (a 783 KB file reached 1.1 GiB),
+so the archive is checked first against `SourcesConfig`: each member's size, the total and the
+compression ratio, from the central directory and then again counting the bytes each member really
+inflates to, in bounded reads (declared sizes can lie). A limit hit rejects the book with
+`ingest_member_too_large`, `ingest_unpacked_too_large` or `ingest_compression_ratio`.
 """
 
 from __future__ import annotations
@@ -19,14 +25,18 @@ from __future__ import annotations
 import json
 import re
 import warnings
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from core.config import SourcesConfig
 from core.schema import make_document
 from jobs.readers.connectors import (
+    CHUNK,
+    DEFAULT_LIMITS,
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
     file_time,
@@ -40,6 +50,9 @@ from jobs.web.charset import decode_file
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 SOURCES_FILE = "_sources.json"
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+# Apache POI's ZipArchiveThresholdInputStream checks the inflate ratio only from GRACE_ENTRY_SIZE
+# (100 KiB) up: small, repetitive members (a stylesheet, a blank chapter) compress far beyond 100x.
+RATIO_GRACE_BYTES = 100 * 1024
 
 # Project Gutenberg markers; the set follows c-w/gutenberg `_domain_model/text.py` (a port of
 # Johannes Krugel's strip_headers.cpp), restricted to the unambiguous ones: the modern
@@ -155,8 +168,63 @@ def _plain(root: Path, path: Path, meta: dict[str, Any]) -> Ingested:
     return _book(root, path, "txt", text, meta, {"ingest.encoding": encoding})
 
 
-def _epub(root: Path, path: Path, meta: dict[str, Any]) -> Ingested:
+_EOCD = b"PK\x05\x06"  # end of central directory record (PKWARE APPNOTE 4.3.16)
+
+
+def zip_entry_count(path: Path) -> int | None:
+    """Entries the ZIP's end-of-central-directory record declares (65,535 when it defers to a ZIP64
+    record), read from the file's last 64 KiB without loading the directory; None if not a ZIP."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 65_557))  # the record (22 bytes) plus a comment of at most 65,535
+        tail = fh.read()
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) < at + 12:
+        return None
+    return int.from_bytes(tail[at + 10 : at + 12], "little")
+
+
+def archive_reason(path: Path, limits: SourcesConfig) -> tuple[str, str] | None:
+    """(reason, member) when the ZIP at `path` passes a bound, else None: the central directory's
+    sizes first (nothing inflated), then each member inflated in `CHUNK` reads and counted."""
+    if (count := zip_entry_count(path)) is not None and count > limits.max_archive_members:
+        return f"ingest_too_many_members:{count}", ""
     try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:  # not a ZIP at all: ebooklib names that itself (EpubException)
+        return None
+    with archive:
+        members, total = archive.infolist(), 0
+        for info in members:
+            total += info.file_size
+            if reason := _member_reason(info.file_size, info.compress_size, total, limits):
+                return reason, info.filename
+        total = 0
+        for info in members:
+            size = 0
+            with archive.open(info) as member:
+                while chunk := member.read(CHUNK):
+                    size, total = size + len(chunk), total + len(chunk)
+                    if reason := _member_reason(size, info.compress_size, total, limits):
+                        return reason, info.filename
+    return None
+
+
+def _member_reason(size: int, packed: int, total: int, limits: SourcesConfig) -> str | None:
+    if size > limits.max_member_bytes:
+        return f"ingest_member_too_large:{size}"
+    if total > limits.max_unpacked_bytes:
+        return f"ingest_unpacked_too_large:{total}"
+    if size > RATIO_GRACE_BYTES and size > limits.max_compression_ratio * max(packed, 1):
+        return f"ingest_compression_ratio:{size / max(packed, 1):.0f}"
+    return None
+
+
+def _epub(root: Path, path: Path, meta: dict[str, Any], limits: SourcesConfig) -> Ingested:
+    try:
+        if found := archive_reason(path, limits):
+            reason, member = found
+            return _stub(root, path, meta, "epub", {"ingest.member": member[:1000]}), reason
         chapters, info = _read_epub(path)
     except Exception as err:  # ebooklib raises EpubException, KeyError, lxml and zip errors
         return _stub(root, path, meta, "epub", {}), f"book_corrupt_epub:{type(err).__name__}"
@@ -208,18 +276,29 @@ def _units(root: Path) -> Iterator[tuple[Path, str, list[Path]]]:
     yield from sorted(units, key=lambda unit: unit[0])
 
 
-def iter_books(root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[Ingested]:
-    """One document per book under `root`; rejects carry `book_*` or `ingest_*` reasons."""
+def iter_books(
+    root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, limits: SourcesConfig = DEFAULT_LIMITS
+) -> Iterator[Ingested]:
+    """One document per book under `root`; rejects carry `book_*` or `ingest_*` reasons. `limits`:
+    the archive bounds for EPUB."""
     sources = _load_sources(root)
     for key, kind, files in _units(root):
         rel = key.relative_to(root).as_posix()
         meta = dict(sources.get(rel) or sources.get(key.name) or {})
         origin = meta.get("origin") or str(key)
-        build = partial(_one, root, key, kind, files, meta, max_file_bytes)
+        build = partial(_one, root, key, kind, files, meta, max_file_bytes, limits)
         yield guarded("book", origin, build, domain=root.name)
 
 
-def _one(root: Path, key: Path, kind: str, files: list[Path], meta: dict[str, Any], cap: int) -> Ingested:
+def _one(
+    root: Path,
+    key: Path,
+    kind: str,
+    files: list[Path],
+    meta: dict[str, Any],
+    cap: int,
+    limits: SourcesConfig,
+) -> Ingested:
     size = sum(p.stat().st_size for p in files)
     if size > cap:
         return _stub(root, key, meta, kind, {"ingest.bytes": str(size)}), f"ingest_too_large:{size}"
@@ -228,5 +307,5 @@ def _one(root: Path, key: Path, kind: str, files: list[Path], meta: dict[str, An
     if kind == "txt":
         return _plain(root, key, meta)
     if kind == "epub":
-        return _epub(root, key, meta)
+        return _epub(root, key, meta, limits)
     return _html_chapters(root, key, files, meta)

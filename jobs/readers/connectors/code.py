@@ -107,6 +107,7 @@ GENERATED_MARKERS = [
 ]
 MINIFIED_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".css"})
 LICENSE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|UNLICENSE)([-._][\w.-]*)?$", re.I)
+LICENSE_HEAD_BYTES = 200_000  # the GPL-3.0 text is 35 KB; the phrases are near the top
 
 # Distinctive phrases of each license's own text, most specific first (LGPL/AGPL texts mention the GPL,
 # the Python license mentions BSD-style terms).
@@ -276,7 +277,8 @@ def iter_code(
     if license_files:
         license_file = sorted(license_files, key=lambda f: (f.upper().startswith("COPYING"), f))[0]
         facts["license_source"] = license_file
-        detected = detect_license(decode_file((root / license_file).read_bytes()[:200_000])[0])
+        with (root / license_file).open("rb") as fh:  # the head only: a "license" may be any size
+            detected = detect_license(decode_file(fh.read(LICENSE_HEAD_BYTES))[0])
         facts["code.license_detected"] = "text" if detected else "default"
     license_id = detected or license_id or None
     for rel in files:

@@ -19,6 +19,12 @@
 
 Other files beside a `.tex` file (figures, PDF ones too, `.bib`, `.sty`) are its assets; elsewhere
 an unknown format is rejected. The declared language goes to `paper.language`.
+
+Bounds: XML is parsed without entity substitution, DTD loading or network (no XXE, no billion
+laughs) and with libxml2's own size limits (`huge_tree=False`); a LaTeX source whose inputs,
+inlined, pass `max_unpacked_bytes` (a file input a thousand times, five levels deep) and a PDF
+whose extracted text does are rejected `ingest_unpacked_too_large`. pypdf bounds each stream it
+inflates itself (75 MB).
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
+from core.config import SourcesConfig
 from core.schema import make_document
 from jobs.readers.connectors import (
+    DEFAULT_LIMITS,
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
     file_time,
@@ -130,14 +138,19 @@ def _jats_license(meta: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _jats(root_dir: Path, path: Path) -> Ingested:
+def _jats(root_dir: Path, path: Path, limits: SourcesConfig) -> Ingested:
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, recover=True)
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=True
+    )
     try:
         article = etree.fromstring(path.read_bytes(), parser)
     except etree.XMLSyntaxError:
         article = None
+    if limit := next((e for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"), None):
+        # libxml2 stopped (entity amplification, nesting over 256): `recover` would keep a torso
+        return _stub("jats", root_dir, path), f"ingest_xml_resource_limit:{limit.message.split(',')[0]}"
     if article is None or article.tag != "article" or article.find(".//article-meta") is None:
         tag = "none" if article is None else str(article.tag)
         return _stub("jats", root_dir, path), f"paper_not_jats:{tag}"
@@ -174,7 +187,7 @@ def _jats(root_dir: Path, path: Path) -> Ingested:
 
 # ---------------------------------------------------------------- LaTeX
 
-_INPUT = re.compile(r"\\(?:input|include)\s*\{([^}]+)\}")
+_INPUT = re.compile(r"\\(?:input|include)\s*\{([^}]{1,1000})\}")  # bounded: no rescans to a far `}`
 _DROP_ENVS = ("thebibliography", "tabular", "tabular*", "table")
 _HEADINGS = ("part", "chapter", "section", "subsection", "subsubsection", "paragraph")
 _DROP_MACROS = (
@@ -190,23 +203,33 @@ _DROP_MACROS = (
 )
 
 
-def _inline_inputs(source: str, folder: Path, seen: list[str], depth: int = 0) -> str:
-    """`\\input{x}` / `\\include{x}` replaced by the file's text, only from inside `folder`."""
+class _Unpacked(Exception):
+    """The inlined inputs passed `max_unpacked_bytes`."""
+
+
+def _inline_inputs(source: str, folder: Path, seen: list[str], budget: list[int], depth: int = 0) -> str:
+    """`\\input{x}` / `\\include{x}` replaced by the file's text, only from inside `folder`. Each
+    inlining spends the file's size from `budget[0]`: a file input a thousand times on each of five
+    levels would otherwise be a billion laughs."""
 
     def repl(match: re.Match[str]) -> str:
         name = match.group(1).strip()
         target = (folder / (name if name.endswith(".tex") else f"{name}.tex")).resolve()
         if depth >= 5 or not target.is_file() or not target.is_relative_to(folder.resolve()):
             return ""
-        seen.append(target.relative_to(folder.resolve()).as_posix())
-        return _inline_inputs(decode_file(target.read_bytes())[0], folder, seen, depth + 1)
+        budget[0] -= target.stat().st_size
+        if budget[0] < 0:
+            raise _Unpacked
+        if (rel := target.relative_to(folder.resolve()).as_posix()) not in seen:
+            seen.append(rel)
+        return _inline_inputs(decode_file(target.read_bytes())[0], folder, seen, budget, depth + 1)
 
     return _INPUT.sub(repl, source)
 
 
 def _braced(source: str, macro: str) -> str | None:
     """The `{...}` argument of the first `\\macro[...]{...}`, braces balanced."""
-    match = re.search(rf"\\{macro}\s*(?:\[[^\]]*\])?\s*\{{", source)
+    match = re.search(rf"\\{macro}\s*(?:\[[^\]]{{0,10000}}\])?\s*\{{", source)
     if not match:
         return None
     depth, start = 1, match.end()
@@ -236,21 +259,32 @@ def latex_to_text(latex: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _latex(root_dir: Path, path: Path) -> Ingested:
+def _environment(source: str, name: str) -> str | None:
+    """The body of the first `\\begin{name}...\\end{name}` (`str.find`: a regex would rescan the
+    rest of the file from every unmatched `\\begin`)."""
+    start = source.find(f"\\begin{{{name}}}")
+    end = source.find(f"\\end{{{name}}}", start) if start >= 0 else -1
+    return source[start + len(name) + 8 : end] if end >= 0 else None
+
+
+def _latex(root_dir: Path, path: Path, limits: SourcesConfig) -> Ingested:
     raw, encoding = decode_file(path.read_bytes())
     document = re.search(r"\\begin\{document\}(.*?)(?:\\end\{document\}|\Z)", raw, re.S)
     if document is None:
         return _stub("latex", root_dir, path), "paper_latex_no_document"
     inputs: list[str] = []
-    body = _inline_inputs(document.group(1), path.parent, inputs)
+    try:
+        body = _inline_inputs(document.group(1), path.parent, inputs, [limits.max_unpacked_bytes])
+    except _Unpacked:
+        return _stub("latex", root_dir, path), f"ingest_unpacked_too_large:>{limits.max_unpacked_bytes}"
     preamble = raw[: document.start()]
     title = latex_to_text(_braced(preamble, "title") or _braced(body, "title") or "")
-    abstract = re.search(r"\\begin\{abstract\}(.*?)\\end\{abstract\}", body, re.S)
+    abstract = _environment(body, "abstract")
     annotations = {
         "paper.format": "latex",
         "paper.title": title,
         "paper.authors": latex_to_text(_braced(preamble, "author") or _braced(body, "author") or ""),
-        "paper.abstract": latex_to_text(abstract.group(1)) if abstract else "",
+        "paper.abstract": latex_to_text(abstract) if abstract is not None else "",
         "paper.latex_inputs": ",".join(inputs),
         "paper.path": path.relative_to(root_dir).as_posix(),
         "ingest.encoding": encoding,
@@ -276,14 +310,19 @@ def _pdf_meta(reader: Any) -> tuple[str, str, datetime | None]:
         return "", "", None
 
 
-def _pdf(root_dir: Path, path: Path) -> Ingested:
+def _pdf(root_dir: Path, path: Path, limits: SourcesConfig) -> Ingested:
     from pypdf import PdfReader
 
     try:
         reader = PdfReader(path)
         if reader.is_encrypted:
             return _stub("pdf", root_dir, path), "paper_encrypted_pdf"
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages, total = [], 0
+        for page in reader.pages:  # one content stream may be drawn on every page
+            pages.append(page.extract_text() or "")
+            total += len(pages[-1])
+            if total > limits.max_unpacked_bytes:
+                return _stub("pdf", root_dir, path), f"ingest_unpacked_too_large:>{limits.max_unpacked_bytes}"
     except Exception as err:  # pypdf raises PdfReadError, PdfStreamError, ValueError, KeyError...
         return _stub("pdf", root_dir, path), f"paper_corrupt_pdf:{type(err).__name__}"
     title, author, created = _pdf_meta(reader)
@@ -319,21 +358,24 @@ def _stub(fmt: str, root_dir: Path, path: Path) -> dict[str, Any]:
 READERS = {".nxml": _jats, ".xml": _jats, ".tex": _latex, ".pdf": _pdf}
 
 
-def _one(root_dir: Path, path: Path, max_file_bytes: int) -> Ingested:
+def _one(root_dir: Path, path: Path, max_file_bytes: int, limits: SourcesConfig) -> Ingested:
     if reason := size_reason(path, max_file_bytes):
         return _stub(path.suffix.lstrip("."), root_dir, path), reason
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         return _stub("unknown", root_dir, path), f"paper_unsupported_format:{path.suffix.lower() or 'none'}"
-    return reader(root_dir, path)
+    return reader(root_dir, path, limits)
 
 
-def iter_papers(root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[Ingested]:
-    """One document per paper under `root`; rejects carry `paper_*` or `ingest_*` reasons."""
+def iter_papers(
+    root: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, limits: SourcesConfig = DEFAULT_LIMITS
+) -> Iterator[Ingested]:
+    """One document per paper under `root`; rejects carry `paper_*` or `ingest_*` reasons. `limits`:
+    the bounds on inlined LaTeX inputs and extracted PDF text."""
     files = list(files_under(root))
     latex_dirs = {p.parent for p in files if p.suffix.lower() == ".tex"}
     for path in files:
         if path.parent in latex_dirs and path.suffix.lower() not in (".tex", ".nxml", ".xml"):
             continue  # figures (PNG, PDF), .bib and .sty files of a LaTeX source folder
-        build = partial(_one, root, path, max_file_bytes)
+        build = partial(_one, root, path, max_file_bytes, limits)
         yield guarded("paper", str(path), build, domain=root.name)
