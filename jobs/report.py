@@ -1,5 +1,6 @@
-"""The run summary: a funnel (documents in/out and rejects by reason per stage), tokens,
-training loss, and where everything is. Written as `runs/<run id>/summary.json`."""
+"""The run summary: a funnel (documents and tokens in/out per stage and per source, and what each rule
+removed from each source), the language mix of what reaches the tokenizer, tokens, training loss, and
+where everything is. Written as `runs/<run id>/summary.json`, with the funnel's charts beside it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from core.config import load_config
 from core.datasets import Manifest, read_manifest, stage_prefix
 from core.registry import STAGES, Stage
 from core.storage import Storage, open_storage
+from jobs.funnel import RunReader, language_mix, stage_detail
+
+CHARTS = {"funnel": "funnel.png", "rules": "funnel_rules.png"}  # files next to summary.json
 
 
 def _rows(m: Manifest | None, part: str = "data") -> int:
@@ -65,12 +69,16 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         if stage.summary_section:
             m = ms[stage.name]
             sections[stage.summary_section] = dict(pick(m.stats, k) for k in stage.summary) if m else {}
+    reader = RunReader(storage, ms)
     return {
         "run_id": run_id,
         "run_folder": storage.uri(f"runs/{run_id}"),
         **sections,
         "documents_by_source": source_mix(ms),
-        "funnel": [funnel_row(s, ms) for s in STAGES.values() if s.funnel],
+        "token_unit": reader.token_unit,
+        "funnel": [{**funnel_row(s, ms), **stage_detail(s, reader)} for s in STAGES.values() if s.funnel],
+        "language_mix": language_mix(reader),
+        "charts": {name: storage.uri(f"runs/{run_id}/{file}") for name, file in CHARTS.items()},
         "stages": {
             n: {
                 "uri": storage.uri(stage_prefix(run_id, n)),
@@ -86,10 +94,15 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
 
 
 def write_summary(run_id: str, profile: str | None = None, overrides_json: str | None = None) -> str:
-    """Build, store and return the URI of `summary.json`."""
+    """Build, store and return the URI of `summary.json`; the charts are drawn from its numbers."""
+    from jobs.funnel_chart import plot_funnel, plot_rules
+
     cfg = load_config(profile or None, overrides_json or None)
     storage = open_storage(cfg.storage)
     summary = build_summary(storage, run_id)
+    funnel, unit = summary["funnel"], summary["token_unit"]
+    storage.write_bytes(f"runs/{run_id}/{CHARTS['funnel']}", plot_funnel(funnel, unit))
+    storage.write_bytes(f"runs/{run_id}/{CHARTS['rules']}", plot_rules(funnel, unit))
     key = f"runs/{run_id}/summary.json"
     storage.write_bytes(key, json.dumps(summary, indent=1).encode())
     return storage.uri(key)
@@ -97,6 +110,65 @@ def write_summary(run_id: str, profile: str | None = None, overrides_json: str |
 
 def _num(value: Any, fmt: str = "{:.3f}") -> str:
     return "n/a" if value is None else fmt.format(value)
+
+
+def _si(n: int | None) -> str:
+    """1234567 -> 1.2M: token counts stay readable in a narrow column."""
+    if n is None:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+_UNITS = {"tokenizer": "the run's tokenizer", "whitespace_words": "whitespace words, no tokenizer committed"}
+
+
+def _funnel_lines(s: dict[str, Any]) -> list[str]:
+    """Per stage a line, then a line per source; rules as documents (stage) or documents/tokens (source)."""
+    unit = s.get("token_unit")
+    lines = ["", f"Funnel (tokens: {_UNITS.get(unit or '', unit or 'not counted')}):"]
+    lines.append(
+        f"  {'stage / source':<16} {'in':>7} {'out':>7} {'removed':>8} {'tok in':>8} {'tok out':>8}  rules"
+    )
+    for f in s["funnel"]:
+        rules = f.get("removed_by_rule")
+        by_rule = (
+            {r: sum(v["documents"] for v in per.values()) for r, per in rules.items()}
+            if rules is not None
+            else f["rejected_by_reason"]
+        )
+        text = ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items())) or "-"
+        lines.append(
+            f"  {f['stage']:<16} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>8} "
+            f"{_si(f.get('tokens_in')):>8} {_si(f.get('tokens_out')):>8}  {text}"
+        )
+        for src, v in (f.get("by_source") or {}).items():
+            per = [(r, p[src]) for r, p in sorted((rules or {}).items()) if src in p]
+            text = ", ".join(f"{r}={c['documents']}/{_si(c['tokens'])}" for r, c in per) or "-"
+            lines.append(
+                f"    {src:<14} {v['documents_in']:>7} {v['documents_out']:>7} {v['documents_removed']:>8} "
+                f"{_si(v['tokens_in']):>8} {_si(v['tokens_out']):>8}  {text}"
+            )
+    return lines + [f"  chart: {uri}" for uri in (s.get("charts") or {}).values()]
+
+
+def _language_lines(s: dict[str, Any], top: int = 5) -> list[str]:
+    """Per source: documents, tokens, the share with no language, the `top` languages by documents."""
+    mix = s.get("language_mix") or {}
+    if not mix.get("by_source"):
+        return []
+    lines = ["", f"Language mix of what the tokenizer reads ({mix['stage']} output), documents/tokens:"]
+    for source, v in mix["by_source"].items():
+        langs = sorted(v["languages"].items(), key=lambda kv: (-kv[1]["documents"], kv[0]))
+        shown = " ".join(f"{k}={c['documents']}/{_si(c['tokens'])}" for k, c in langs[:top])
+        more = f" (+{len(langs) - top} more)" if len(langs) > top else ""
+        lines.append(
+            f"  {source:<14} {v['documents']:>7} {_si(v['tokens']):>8}  "
+            f"no language {v['no_language_share']:.1%}  {shown}{more}"
+        )
+    return lines
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -117,19 +189,15 @@ def render_summary(s: dict[str, Any]) -> str:
     lines += ["", "Documents by source:"] + [
         f"  {k:<28} {v:>7}" for k, v in sorted(s["documents_by_source"].items())
     ]
-    lines += ["", f"  {'stage':<10} {'in':>7} {'out':>7} {'rejected':>9}  reasons"]
-    for f in s["funnel"]:
-        reasons = ", ".join(f"{k}={v}" for k, v in sorted(f["rejected_by_reason"].items())) or "-"
-        lines.append(
-            f"  {f['stage']:<10} {f['documents_in']:>7} {f['documents_out']:>7} {f['rejected']:>9}  {reasons}"
-        )
+    lines += _funnel_lines(s)
     nd = s.get("near_dedup") or {}
-    if nd:
+    if nd.get("bands") is not None:
         lines.append(
             f"  near_dedup: {nd['bands']} bands x {nd['rows']} rows (P(hit | J = threshold) = "
             f"{nd['hit_probability_at_threshold']:.3f}), {nd['verified_pairs']} verified pairs, "
             f"{nd['clusters']} clusters"
         )
+    lines += _language_lines(s)
     t, tr = s.get("tokens") or {}, s.get("training") or {}
     if t:
         lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]
