@@ -152,6 +152,9 @@ def main() -> None:
     from scripts.bench_train import run as bench_train
 
     print(bench_train(runs=args.runs))
+    from scripts.bench_quality import report as bench_quality
+
+    print(bench_quality(runs=args.runs))
 
 
 if __name__ == "__main__":
