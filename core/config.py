@@ -202,18 +202,179 @@ class ExtractConfig(_Strict):
     detect_language: bool = True
 
 
-class QualityConfig(_Strict):
-    """Defaults from Gopher (Rae et al. 2021, appendix A) for prose; code rules from Codex/StarCoder."""
+class LanguageRules(_Strict):
+    """Language ID (py3langid, Lui & Baldwin 2012). `allowed` empty: every language is kept.
+    `min_score` 0.65 is FineWeb's language-score threshold (Penedo et al. 2024, section 3.2)."""
 
-    min_words: int = Field(50, ge=0, le=10**7)
-    max_words: int = Field(100_000, ge=1, le=10**9)
-    min_mean_word_length: float = Field(3.0, ge=0, le=1000)
+    allowed: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]] = Field([], max_length=500)
+    min_score: float = Field(0.65, ge=0, le=1)
+    min_chars: int = Field(20, ge=0, le=10**6)  # less comment/prose text than this: no language asserted
+
+
+class GopherQualityRules(_Strict):
+    """Rae et al. (2021), "Scaling Language Models: ... Gopher", appendix A.1.1 (quality filters)."""
+
+    min_words: int = Field(50, ge=0, le=10**9)  # A.1.1: "between 50 and 100,000 words"
+    max_words: int | None = Field(100_000, ge=1, le=10**9)  # None: no upper bound
+    min_mean_word_length: float = Field(3.0, ge=0, le=1000)  # A.1.1: "mean word length ... 3 to 10"
     max_mean_word_length: float = Field(10.0, gt=0, le=1000)
-    max_symbol_word_ratio: float = Field(0.1, ge=0, le=1000)
-    min_alpha_word_fraction: float = Field(0.8, ge=0, le=1)
-    max_code_line_length: int = Field(1000, ge=1, le=10**8)
-    max_code_mean_line_length: float = Field(100.0, gt=0, le=10**8)
-    min_code_alnum_fraction: float = Field(0.25, ge=0, le=1)
+    max_hash_word_ratio: float = Field(0.1, ge=0, le=1000)  # A.1.1: "symbol-to-word ratio > 0.1" ('#')
+    max_ellipsis_word_ratio: float = Field(0.1, ge=0, le=1000)  # ... and, separately, the ellipsis
+    max_bullet_lines: float = Field(0.9, ge=0, le=1)  # A.1.1: "more than 90% of lines starting with a bullet"
+    max_ellipsis_lines: float = Field(0.3, ge=0, le=1)  # A.1.1: "more than 30% ending with an ellipsis"
+    min_alpha_words: float = Field(0.8, ge=0, le=1)  # A.1.1: "80% of words ... an alphabetic character"
+    min_stop_words: int = Field(2, ge=0, le=100)  # A.1.1: "at least two of the following English words"
+    stop_words: list[str] = Field(["the", "be", "to", "of", "and", "that", "have", "with"], max_length=1000)
+
+
+class GopherRepetitionRules(_Strict):
+    """Rae et al. (2021), appendix A.1.1 (repetition removal) and table A1: each a maximum fraction."""
+
+    max_dup_lines: float = Field(0.30, ge=0, le=1)  # duplicate line fraction
+    max_dup_paragraphs: float = Field(0.30, ge=0, le=1)  # duplicate paragraph fraction
+    max_dup_line_chars: float = Field(0.20, ge=0, le=1)  # characters in duplicate lines
+    max_dup_paragraph_chars: float = Field(0.20, ge=0, le=1)  # characters in duplicate paragraphs
+    # n -> max fraction of characters in the most frequent n-gram (table A1: 2..4)
+    max_top_ngram_chars: dict[int, float] = Field({2: 0.20, 3: 0.18, 4: 0.16}, max_length=20)
+    # n -> max fraction of characters in duplicated n-grams (table A1: 5..10)
+    max_dup_ngram_chars: dict[int, float] = Field(
+        {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}, max_length=20
+    )
+
+
+class C4Rules(_Strict):
+    """Raffel et al. (2020), "Exploring the Limits of Transfer Learning ... (T5)", section 2.2, and
+    the TFDS `c4_utils.clean_page` constants (5 words a line, 3 sentences, words up to 1000 chars)."""
+
+    line_terminal_punct: bool = True  # keep only lines ending in . ! ? or an end quotation mark
+    min_words_per_line: int = Field(5, ge=0, le=10_000)  # 2.2: "lines that contained at least 5 words"
+    min_sentences: int = Field(3, ge=0, le=10_000)  # 2.2: "any page with fewer than 3 sentences"
+    max_word_length: int | None = Field(1000, ge=1, le=10**7)  # TFDS: such lines are removed
+    remove_citations: bool = True  # 2.2: [1], [citation needed], [edit]
+    filter_javascript: bool = True  # 2.2: lines with the word "javascript"
+    filter_policy: bool = True  # 2.2: "terms of use", "privacy policy", cookie notices
+    filter_lorem_ipsum: bool = True  # 2.2: pages with "lorem ipsum"
+    filter_curly_bracket: bool = True  # 2.2: pages with "{"
+    page_rules_on_kept_lines: bool = False  # True: TFDS/datatrove (only lines that survived count)
+
+
+class FineWebRules(_Strict):
+    """Penedo et al. (2024), "The FineWeb Datasets", section 3.5 (the three added heuristic filters)."""
+
+    max_line_punct: float = Field(0.12, ge=0, le=1)  # drop when lines ending in punctuation <= 0.12
+    max_dup_line_chars: float = Field(0.1, ge=0, le=1)  # drop when chars in duplicated lines >= 0.1
+    short_line_chars: int = Field(30, ge=1, le=10**6)  # "lines shorter than 30 characters"
+    max_short_lines: float = Field(0.67, ge=0, le=1)  # drop when such lines >= 0.67
+
+
+class CodeRules(_Strict):
+    """Chen et al. (2021) Codex section 3.1; Li et al. (2023) StarCoder section 3 (bigcode-dataset
+    `preprocessing/filtering.py`); CodeParrot's `is_autogenerated` (auto-generated files)."""
+
+    max_line_length: int = Field(1000, ge=1, le=10**8)  # Codex: max line length > 1000
+    max_mean_line_length: float = Field(100.0, gt=0, le=10**8)  # Codex: mean line length > 100
+    min_alnum_fraction: float = Field(0.25, ge=0, le=1)  # StarCoder: alphanumeric fraction < 0.25
+    autogen_lines: int = Field(5, ge=0, le=1000)  # CodeParrot is_autogenerated: markers in the first 5 lines
+    # StarCoder: JSON and YAML; csv and tsv are ours (tables of data, the same reason)
+    data_formats: list[str] = Field(["json", "yaml", "csv", "tsv"], max_length=100)  # by `code.language`
+    max_data_chars: int = Field(5000, ge=0, le=10**9)  # StarCoder: JSON/YAML kept at 50-5000 characters
+    # StarCoder's alpha filter (< 25% letters; there per extension, here on the data formats)
+    min_alpha_fraction: float = Field(0.25, ge=0, le=1)
+    xml_header_chars: int = Field(100, ge=0, le=10**6)  # StarCoder: "<?xml version=" in the first 100
+    min_html_text_fraction: float = Field(0.2, ge=0, le=1)  # StarCoder: visible text >= 20% (and 100 chars)
+    max_markup_fraction: float = Field(0.5, ge=0, le=1)  # ours: chars inside <tags> in a non-markup file
+    comment_language: bool = True  # annotate `quality.comment_language`, never rejects by default
+
+
+class SocialRules(_Strict):
+    """Short posts are normal (no Gopher 50-word minimum); see README "Rules and their sources"."""
+
+    min_chars: int = Field(20, ge=0, le=10**6)  # fewer visible characters: `social_min_chars`
+    min_words: int = Field(3, ge=0, le=10**6)  # fewer words that are not URLs/mentions/hashtags
+    max_char_run: int = Field(10, ge=2, le=10**6)  # a character repeated more times in a row
+
+
+class SyntheticRules(_Strict):
+    """Synthetic data is judged by its generator's verification (`synthetic.verified`), not prose rules."""
+
+    require_verified: bool = True
+
+
+class SourceProfile(_Strict):
+    """The rule sets one source type gets; None turns a rule set off."""
+
+    language: LanguageRules | None = None
+    gopher_quality: GopherQualityRules | None = None
+    gopher_repetition: GopherRepetitionRules | None = None
+    c4: C4Rules | None = None
+    fineweb: FineWebRules | None = None
+    code: CodeRules | None = None
+    social: SocialRules | None = None
+    synthetic: SyntheticRules | None = None
+
+
+# Per-source defaults (why each differs from the web's published rules: README "Rules and their
+# sources"). A run's `quality.profiles` is merged over these, so `{"social": {"social": {"min_chars":
+# 10}}}` changes one threshold and `{"web": {"c4": null}}` turns C4 off.
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    "web": {"language": {}, "gopher_quality": {}, "gopher_repetition": {}, "c4": {}, "fineweb": {}},
+    "book": {"language": {}, "gopher_quality": {"max_words": None}, "gopher_repetition": {}},
+    "paper": {"language": {}, "gopher_quality": {"max_words": None}},
+    "code": {"language": {"min_score": 0.0}, "code": {}},
+    "social": {"language": {"min_score": 0.0}, "social": {}},
+    "synthetic": {"language": {"min_score": 0.0}, "synthetic": {}},
+}
+
+
+SourceTypeName = Literal["web", "book", "code", "paper", "social", "synthetic"]  # core/schema.py SOURCE_TYPES
+
+
+def _default_profiles() -> dict[SourceTypeName, SourceProfile]:
+    return {k: SourceProfile.model_validate(v) for k, v in DEFAULT_PROFILES.items()}  # type: ignore[misc]
+
+
+class QualityConfig(_Strict):
+    """Per-source quality profiles (`profiles`, merged over DEFAULT_PROFILES) and an optional trained
+    score: `classifier_model` names a location (resolved to the config-only `classifier_model_path`)."""
+
+    profiles: dict[SourceTypeName, SourceProfile] = Field(default_factory=_default_profiles)
+    classifier_model: str | None = None  # a name in `locations`
+    classifier_model_path: str | None = None  # config-only: set from `classifier_model`
+    classifier_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    classifier_min_score: float | None = Field(None, ge=0, le=1)  # drop below (off by default)
+    classifier_top_fraction: float | None = Field(None, gt=0, le=1)  # keep the best share per source
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_profiles(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        legacy = {k: data[k] for k in _LEGACY if k in data}
+        given = data.get("profiles")
+        profiles: dict[str, Any] = given if isinstance(given, dict) else {}
+        if not legacy and not profiles:
+            return data
+        merged = deep_merge(DEFAULT_PROFILES, profiles)
+        for key, value in legacy.items():  # the flat names of the one-profile config: every profile
+            rules, field = _LEGACY[key]
+            for profile in merged.values():
+                if isinstance(profile.get(rules), dict):
+                    profile[rules][field] = value
+        rest = {k: v for k, v in data.items() if k not in _LEGACY}
+        return {**rest, "profiles": merged}
+
+
+# The flat fields of the former single-profile config, still accepted: old name -> (rule set, field).
+_LEGACY = {
+    "min_words": ("gopher_quality", "min_words"),
+    "max_words": ("gopher_quality", "max_words"),
+    "min_mean_word_length": ("gopher_quality", "min_mean_word_length"),
+    "max_mean_word_length": ("gopher_quality", "max_mean_word_length"),
+    "min_alpha_word_fraction": ("gopher_quality", "min_alpha_words"),
+    "max_code_line_length": ("code", "max_line_length"),
+    "max_code_mean_line_length": ("code", "max_mean_line_length"),
+    "min_code_alnum_fraction": ("code", "min_alnum_fraction"),
+}
 
 
 class MinHashConfig(_Strict):
@@ -430,6 +591,7 @@ _NAMED = {
     ("sources", "social"): ("social_paths", True),
     ("warc", "use"): ("paths", True),
     ("train", "init_location"): ("init_from", False),
+    ("quality", "classifier_model"): ("classifier_model_path", False),
 }
 
 

@@ -48,7 +48,11 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
     ),
     "warc": frozenset({"use", "source_label"}),
     "extract": frozenset({"extractor", "min_text_chars", "max_links", "detect_language"}),
-    "quality": "*",
+    # quality.classifier_model_path is a path: a param names a location instead (classifier_model).
+    "quality": frozenset(
+        {"profiles", "classifier_model", "classifier_sha256", "classifier_min_score"}
+        | {"classifier_top_fraction"}
+    ),
     "dedup": "*",
     "minhash": "*",
     "tokenizer": "*",

@@ -86,8 +86,13 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "quality", ("dedup",), ("quality",), "jobs.spark.curate:run_row_logic",
-            logic=("jobs.filters.quality",), row_logic="jobs.filters.quality:assess_with",
-            description="Gopher rules for prose, Codex/StarCoder rules for code",
+            logic=(
+                "jobs.filters.quality", "jobs.filters.view", "jobs.filters.language", "jobs.filters.gopher",
+                "jobs.filters.c4", "jobs.filters.fineweb", "jobs.filters.code", "jobs.filters.social",
+                "jobs.filters.synthetic",
+            ),
+            row_logic="jobs.filters.quality:assess_with",
+            description="Per-source profiles: language ID, Gopher, C4, FineWeb, code, social, synthetic",
             funnel=True,
         ),
         Stage(

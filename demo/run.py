@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from core.config import REPO_ROOT, deep_merge, load_config
 from core.storage import open_storage
@@ -41,9 +43,60 @@ def serve(site: Path) -> AbstractContextManager[LocalSite]:
         return serve_directory(site)  # port busy: any free port
 
 
-def write_deployment_config(corpus: Path) -> tuple[Path, dict[str, object]]:
-    """The demo's deployment config (`LMFORGE_CONFIG`): its folders as named locations, and the
-    params that pick them."""
+def _texts(docs: Iterable[tuple[dict[str, Any], str | None]]) -> list[str]:
+    return [doc["text"] for doc, reason in docs if reason is None and (doc.get("text") or "").strip()]
+
+
+def _crawl_texts() -> list[str]:
+    """The Common Crawl excerpt's pages as extracted text, when this machine has it."""
+    from jobs.extract.html import html_to_text
+    from jobs.readers.warc import iter_warc
+
+    if not SHARED_WARC.is_file():
+        return []
+    return [
+        html_to_text(d["raw_content"])[0] for d, r in iter_warc(SHARED_WARC) if not r and d.get("raw_content")
+    ]
+
+
+def train_quality_model(corpus: Path, synthetic: int) -> tuple[Path, str]:
+    """The demo's trained quality score (jobs/filters/classifier.py), from what the demo has.
+
+    Positives: its books, papers and the language reference topics that pydoc ships; negatives: the
+    templated documents of the synthetic generator and, when present, the Common Crawl excerpt. Same
+    corpus, same bytes, same sha256, so a rerun's quality stage stays current."""
+    from pydoc_data.topics import topics
+
+    from jobs.filters.classifier import train
+    from jobs.readers.connectors.books import iter_books
+    from jobs.readers.connectors.papers import iter_papers
+    from jobs.readers.connectors.synthetic import iter_synthetic
+
+    positives = _texts(iter_books(corpus / "books")) + [v for _, v in sorted(topics.items())]
+    if (corpus / "papers").is_dir():
+        positives += _texts(iter_papers(corpus / "papers"))
+    crawl = _crawl_texts()
+    negatives = _texts(iter_synthetic(max(synthetic, 50))) + crawl
+    model = train(positives, negatives, seed=0, holdout=0.2, provenance={"trained_by": "lmforge demo"})
+    path = corpus.parent / "quality-model.npz"
+    sha = model.save(path)
+    counts, auc = model.metadata["counts"], model.metadata["heldout_metrics"]["roc_auc"] or float("nan")
+    print(
+        f"Trained quality score: {len(positives)} good documents (books, papers, pydoc topics) vs "
+        f"{len(negatives)} bad ({len(negatives) - len(crawl)} generated synthetic, {len(crawl)} Common Crawl "
+        f"pages); held-out ROC AUC {auc:.3f} on {counts['heldout']}. A weak model: tiny, in-domain, and "
+        "its negatives are mostly templated exercises, not raw crawl, so it learns 'not a generated "
+        "exercise' more than quality; the demo only records the score (dropping by it is off).",
+        flush=True,
+    )
+    return path, sha
+
+
+def write_deployment_config(
+    corpus: Path, quality_model: tuple[Path, str] | None = None
+) -> tuple[Path, dict[str, object]]:
+    """The demo's deployment config (`LMFORGE_CONFIG`): its folders as named locations, the params
+    that pick them, and the trained quality model (a location) with its pinned sha256."""
     social = sorted((corpus / "social").glob("*.jsonl"))
     locations = {f"demo-{kind}": corpus / kind for kind in ("books", "code", "papers")}
     locations |= {f"demo-social-{p.stem}": p for p in social}
@@ -57,7 +110,11 @@ def write_deployment_config(corpus: Path) -> tuple[Path, dict[str, object]]:
     # A deployment config the user already has (storage, endpoints) is kept, with these added.
     user = os.environ.get("LMFORGE_CONFIG")
     base = json.loads(Path(user).read_text()) if user else {}
-    config = deep_merge(base, {"locations": {k: str(v) for k, v in locations.items()}})
+    added: dict[str, Any] = {}
+    if quality_model is not None:
+        locations["demo-quality-model"] = quality_model[0]
+        added["quality"] = {"classifier_model": "demo-quality-model", "classifier_sha256": quality_model[1]}
+    config = deep_merge(base, {"locations": {k: str(v) for k, v in locations.items()}, **added})
     path = corpus.parent / "lmforge-demo.json"
     path.write_text(json.dumps(config, indent=1))
     return path, names
@@ -78,7 +135,9 @@ def main(args: argparse.Namespace) -> None:
         build_registry_sources(args.corpus, REPO_ROOT / ".demo" / "sdists"),
         flush=True,
     )
-    config_file, names = write_deployment_config(args.corpus)
+    config_file, names = write_deployment_config(
+        args.corpus, train_quality_model(args.corpus, args.synthetic)
+    )
     os.environ["LMFORGE_CONFIG"] = str(config_file)
     env = {**airflow_environ(), "LMFORGE_CONFIG": str(config_file)}
     airflow(["db", "migrate"], env)

@@ -7,8 +7,11 @@ Per-document subcommands are derived from the registry: every stage with a `row_
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, cast
 
 from core.registry import STAGES
 from lmforge.cli import command, config_arguments, print_json
@@ -115,11 +118,12 @@ def report(args: argparse.Namespace) -> int:
     from core.config import load_config
     from core.datasets import check_run_id
     from core.storage import open_storage
-    from jobs.report import build_summary, render_summary, write_summary
+    from jobs.report import render_summary, write_summary
 
     check_run_id(args.run_id)
     uri = write_summary(args.run_id, args.profile, args.overrides)
-    summary = build_summary(open_storage(load_config(args.profile, args.overrides).storage), args.run_id)
+    storage = open_storage(load_config(args.profile, args.overrides).storage)
+    summary = json.loads(storage.read_bytes(f"runs/{args.run_id}/summary.json"))  # as stored, not rebuilt
     print(json.dumps(summary, indent=1) if args.json else render_summary(summary))
     print(uri, file=sys.stderr)
     return 0
@@ -164,5 +168,122 @@ def _row_command(name: str) -> None:
 
 
 for _name, _spec in STAGES.items():
-    if _spec.row_logic:
+    if _spec.row_logic and _name != "quality":  # quality has its own command, below
         _row_command(_name)
+
+
+# ---------------------------------------------------------------- quality: score documents, train a model
+
+TRAINING_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt", ".md", ".rst")
+MAX_TRAINING_FILE_BYTES = 64 << 20  # one plain-text document; a JSONL file is read a line at a time
+
+
+def _quality_arguments(p: argparse.ArgumentParser) -> None:
+    config_arguments(p)
+    p.add_argument("action", nargs="?", choices=["train"], help="train: fit the quality classifier")
+    p.add_argument("--positives", nargs="+", type=Path, default=[], metavar="FILE", help="good text (train)")
+    p.add_argument("--negatives", nargs="+", type=Path, default=[], metavar="FILE", help="raw text (train)")
+    p.add_argument("--out", type=Path, help="model file to write (train), e.g. quality-model.npz")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of each class held out (train)")
+    p.add_argument("--seed", type=int, default=0, help="held-out split seed (train)")
+
+
+@command(
+    "quality",
+    "Quality rules on JSON lines {id, text, source_type} from stdin, answering {id, keep, reason, "
+    "language, scores}; `quality train` fits the trained quality score from files of good and raw text",
+    _quality_arguments,
+)
+def quality(args: argparse.Namespace) -> int:
+    if args.action == "train":
+        return _quality_train(args)
+    if args.positives or args.negatives or args.out:
+        raise ValueError("--positives, --negatives and --out belong to `lmforge quality train`")
+    from core.config import load_config
+    from jobs.filters.quality import assess_with
+    from lmforge.jsonl import answer_all
+
+    rule = assess_with(load_config(args.profile, args.overrides).quality)
+    return 1 if answer_all(sys.stdin.buffer, sys.stdout, lambda obj: quality_answer(obj, rule)) else 0
+
+
+def quality_answer(
+    obj: dict[str, Any], rule: Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]
+) -> dict[str, Any]:
+    """The decision on one user document: keep, the rule's reason, the language, and the `quality.*`
+    annotations as scores (prefix stripped; numbers as floats)."""
+    from lmforge.rows import to_row
+
+    row, reason = rule(to_row(obj))
+    scores = {
+        k.removeprefix("quality."): _number(v)
+        for k, v in sorted((row.get("annotations") or {}).items())
+        if k.startswith("quality.")
+    }
+    return {"keep": reason is None, "reason": reason, "language": row.get("language"), "scores": scores}
+
+
+def _number(value: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return number if math.isfinite(number) else value
+
+
+def _quality_train(args: argparse.Namespace) -> int:
+    """Fit, save and print what the config needs: the model's sha256 (`quality.classifier_sha256`)."""
+    from jobs.filters.classifier import train
+
+    if not args.positives or not args.negatives or args.out is None:
+        raise ValueError(
+            "`lmforge quality train` needs --positives FILE..., --negatives FILE... and --out MODEL"
+        )
+    inputs = {"positives": _names(args.positives), "negatives": _names(args.negatives)}
+    model = train(
+        training_documents(args.positives), training_documents(args.negatives),
+        seed=args.seed, holdout=args.holdout, provenance={"inputs": inputs},
+    )  # fmt: skip
+    sha = model.save(args.out)
+    metrics = model.metadata["heldout_metrics"]
+    print_json(
+        {"model": str(args.out), "sha256": sha, "bytes": args.out.stat().st_size,
+         "counts": model.metadata["counts"], "roc_auc": metrics["roc_auc"], "accuracy": metrics["accuracy"],
+         "config": {"locations": {"quality-model": str(args.out.resolve())},
+                    "quality": {"classifier_model": "quality-model", "classifier_sha256": sha}}}
+    )  # fmt: skip
+    return 0
+
+
+def _names(paths: list[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def training_documents(paths: list[Path]) -> Iterator[str]:
+    """Documents from files: `.jsonl` (optionally `.gz`) gives one per line's `text`; any other file
+    is one document (UTF-8); a folder gives its files with a suffix in `TRAINING_SUFFIXES`, sorted.
+    A line that is not an object with a string `text` is an error naming the file and line."""
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TRAINING_SUFFIXES))
+            yield from training_documents(files)
+        elif path.name.endswith((".jsonl", ".jsonl.gz")):
+            yield from _jsonl_texts(path)
+        else:
+            if path.stat().st_size > MAX_TRAINING_FILE_BYTES:
+                raise ValueError(f"{path}: above {MAX_TRAINING_FILE_BYTES} bytes; split it into JSON lines")
+            yield path.read_text(encoding="utf-8", errors="replace")
+
+
+def _jsonl_texts(path: Path) -> Iterator[str]:
+    import gzip
+
+    from lmforge.jsonl import read_objects
+
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as fh:
+        for number, obj in read_objects(cast(IO[bytes], fh)):
+            if isinstance(obj, str) or not isinstance(obj.get("text"), str):
+                raise ValueError(
+                    f"{path}:{number}: {obj if isinstance(obj, str) else 'no string field text'}"
+                )
+            yield obj["text"]

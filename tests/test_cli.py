@@ -30,15 +30,25 @@ def test_help_lists_the_registry_subcommands() -> None:
     assert {s["name"] for s in listed if s["row_command"]} == {"extract", "quality"}
 
 
+PROSE = (
+    "The river rose slowly through the night, and by morning the lower fields were under water. Farmers "
+    "who had lived in the valley for most of their lives said they had never seen it climb so quickly. "
+    "Some of them moved their animals to the hill behind the church, while others waited on the roads "
+    "with carts full of grain and tools. The school stayed closed for a week. When the water finally went "
+    "down, it left a thin layer of mud over everything, and the children spent the spring helping their "
+    "parents clean out barns, cellars and kitchens. Years later, people still measured other floods "
+    "against that one."
+)
+
+
 def test_quality_answers_one_line_per_input_including_bad_ones() -> None:
-    prose = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
     lines = [
-        json.dumps({"id": "good", "text": prose, "source_type": "book"}),
+        json.dumps({"id": "good", "text": PROSE, "source_type": "book"}),
         json.dumps({"id": "short", "text": "two words"}),
         "{not json",
         json.dumps(["a", "list"]),
         json.dumps({"id": "no-text"}),
-        json.dumps({"id": "bad-source", "text": prose, "source_type": "radio"}),
+        json.dumps({"id": "bad-source", "text": PROSE, "source_type": "radio"}),
         "",
     ]
     done = lmforge("quality", stdin="\n".join(lines) + "\n", check=False)
@@ -46,11 +56,26 @@ def test_quality_answers_one_line_per_input_including_bad_ones() -> None:
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(answers) == 6  # the blank line is no input
     by_id = {a["id"]: a for a in answers if a["id"]}
-    assert by_id["good"]["kept"] is True and by_id["good"]["annotations"]["quality.words"] == "108"
-    assert by_id["short"] == {**by_id["short"], "kept": False, "reason": "gopher_min_words:2"}
+    good = by_id["good"]
+    assert set(good) == {"id", "keep", "reason", "language", "scores"}
+    assert good["keep"] is True and good["reason"] is None and good["language"] == "en"
+    assert good["scores"]["words"] == 109.0  # `quality.words`, prefix stripped, as a number
+    assert by_id["short"]["keep"] is False and isinstance(by_id["short"]["reason"], str)
     assert "must be a string" in by_id["no-text"]["error"]
     assert "source_type" in by_id["bad-source"]["error"]
     assert [a["line"] for a in answers if a["id"] is None] == [3, 4]
+
+
+def test_quality_train_is_a_sub_action_and_its_options_need_it(tmp_path: Path) -> None:
+    misplaced = lmforge("quality", "--out", str(tmp_path / "m.npz"), check=False)
+    assert misplaced.returncode == 2 and "belong to `lmforge quality train`" in misplaced.stderr
+    incomplete = lmforge("quality", "train", "--positives", str(tmp_path), check=False)
+    assert incomplete.returncode == 2 and "needs --positives" in incomplete.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"body": "no text"}\n')
+    args = ("--positives", str(bad), "--negatives", str(bad), "--out", str(tmp_path / "m.npz"))
+    refused = lmforge("quality", "train", *args, check=False)
+    assert refused.returncode == 2 and "bad.jsonl:2: no string field text" in refused.stderr
 
 
 def test_extract_fills_text_from_html_and_never_echoes_it() -> None:
