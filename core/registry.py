@@ -85,7 +85,7 @@ STAGES: dict[str, Stage] = {
             funnel=True,
         ),
         Stage(
-            "quality", ("dedup",), ("quality",), "jobs.spark.curate:run_row_logic",
+            "quality", ("dedup",), ("quality",), "jobs.spark.quality:run_quality",
             logic=(
                 "jobs.filters.quality", "jobs.filters.view", "jobs.filters.language", "jobs.filters.gopher",
                 "jobs.filters.c4", "jobs.filters.fineweb", "jobs.filters.code", "jobs.filters.social",

@@ -12,6 +12,7 @@ loaded once per process) and the near-dedup keeper ranks by it (jobs/dedup/near.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,12 @@ def assess(row: Row, cfg: QualityConfig) -> tuple[Row, str | None]:
     if reason is None and minimum is not None and SCORE in ann and float(ann[SCORE]) < minimum:
         reason = f"classifier_score:{float(ann[SCORE]):.3f}"
     return {**row, "annotations": ann}, reason
+
+
+def top_fraction_keep(n: int, fraction: float) -> int:
+    """How many of a source's `n` scored documents `classifier_top_fraction` keeps: the best
+    ceil(n * fraction), so a source with any scored document keeps at least one."""
+    return min(n, math.ceil(n * fraction - 1e-9))
 
 
 def assess_with(cfg: QualityConfig) -> Callable[[Row], tuple[Row, str | None]]:
