@@ -22,7 +22,8 @@ from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
-MODULES = ("lmforge.commands",)  # modules whose @command functions become subcommands
+# modules whose @command functions become subcommands
+MODULES = ("lmforge.commands", "lmforge.copyright_commands", "lmforge.overlap_commands")
 
 
 def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):
