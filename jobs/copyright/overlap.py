@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import MinHashConfig
-from jobs.dedup.minhash import normalize
+from jobs.dedup.minhash import mix64, normalize
 
 NGRAM = 7
 MIN_HITS = 5  # matched n-grams in one span
@@ -106,7 +106,7 @@ def ngram_hashes(normal: list[str], n: int = NGRAM) -> np.ndarray:
     for i in range(1, n):
         combined *= _PRIME
         combined += tokens[i : i + width]
-    return _mix64(combined)
+    return mix64(combined)
 
 
 def build_index(works: Iterable[tuple[str, str]], n: int = NGRAM) -> OverlapIndex:
@@ -179,12 +179,3 @@ def _word_hash(word: str) -> int:
         digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
         value = _word_cache[word] = int.from_bytes(digest, "little")
     return value
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3 64-bit finaliser (wrapping uint64 arithmetic): spreads the combined bits."""
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))

@@ -59,7 +59,7 @@ def normalize(text: str, cfg: MinHashConfig) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """MurmurHash3 64-bit finaliser (wrapping uint64 arithmetic): spreads the combined bits."""
     x = x ^ (x >> np.uint64(33))
     x = x * np.uint64(0xFF51AFD7ED558CCD)
@@ -94,7 +94,7 @@ def _word_hashes(words: list[str]) -> np.ndarray:
 def _token_hashes(text: str, cfg: MinHashConfig) -> np.ndarray:
     if cfg.shingle == "word":
         return _word_hashes(text.split())
-    return _mix64(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64))
+    return mix64(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64))
 
 
 def shingle_hashes(text: str, cfg: MinHashConfig) -> np.ndarray:
@@ -113,7 +113,7 @@ def shingle_hashes(text: str, cfg: MinHashConfig) -> np.ndarray:
     for i in range(1, n):  # polynomial over the n token hashes of each window, wrapping mod 2^64
         combined *= _PRIME
         combined += tokens[i : i + width]
-    return (_mix64(combined) >> np.uint64(32)).astype(np.uint32)
+    return (mix64(combined) >> np.uint64(32)).astype(np.uint32)
 
 
 def shingles(text: str, cfg: MinHashConfig) -> np.ndarray:
@@ -208,7 +208,7 @@ def band_key_matrix(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     key = np.zeros(sub.shape[:2], dtype=np.uint64)
     for i in range(rows):
         key = key * _PRIME + sub[:, :, i]
-    return _mix64(key).view(np.int64)
+    return mix64(key).view(np.int64)
 
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[int]:
