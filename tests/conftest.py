@@ -11,10 +11,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from core.config import StorageConfig, load_config
+from core.config import REPO_ROOT, StorageConfig, load_config
 from orchestration.airflow_env import airflow_environ
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -112,3 +114,14 @@ def hostile_web() -> Iterator[object]:
 
     with serve_hostile_web() as web:
         yield web
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml as parsed (safe_load), for the infra and stack-security tests."""
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]

@@ -36,16 +36,6 @@ AIRFLOW = sorted(s for s in SERVICES if s.startswith("airflow-"))
 THIRD_PARTY = {"minio", "minio-init", "postgres"}
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
-
-
-@pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]
-
-
 @pytest.fixture
 def profile(monkeypatch: pytest.MonkeyPatch) -> PipelineConfig:
     monkeypatch.delenv("LMFORGE_CONFIG", raising=False)
