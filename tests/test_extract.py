@@ -248,3 +248,75 @@ def test_extract_row_with_config_in_the_row_mapper(pydoc_page: str) -> None:
     out = list(split_rows(rows, extract_row_with(ExtractConfig(extractor="resiliparse")), "extract"))
     assert [r["reject_reason"] for r in out] == [None, "extract_no_text:0"]
     assert out[0]["annotations"]["extract.method"] == "resiliparse"
+
+
+OPTOUT_KEYS = ("extract.optout_signals", "extract.tdm_policy", "extract.license_url", "extract.license")
+
+
+def _optouts(html: str, extractor: str, url: str = PAGE_URL) -> dict[str, str]:
+    row = make_document("web", url, raw_content=html)
+    out, _ = extract_row(row, ExtractConfig(extractor=extractor))
+    return {k: v for k, v in out["annotations"].items() if k in OPTOUT_KEYS}
+
+
+BODY = "<p>Some words in a paragraph of this page.</p>"
+
+
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+@pytest.mark.parametrize(
+    ("head", "body", "expected"),
+    [
+        ("", BODY, {}),
+        ('<meta name="robots" content="noindex, NoAI">', BODY, {"extract.optout_signals": "noai"}),
+        ('<meta name=" LMForgeBot " content="noimageai">', BODY, {"extract.optout_signals": "noimageai"}),
+        ('<meta name="otherbot" content="noai">', BODY, {}),
+        (
+            '<meta name="tdm-reservation" content="1"><meta name="tdm-policy" content="https://p.example/t.json">',
+            BODY,
+            {"extract.optout_signals": "tdm-reservation", "extract.tdm_policy": "https://p.example/t.json"},
+        ),
+        ('<meta name="tdm-reservation" content="0">', BODY, {}),
+        (f'<meta name="tdm-policy" content="https://p.example/{"x" * 9000}">', BODY, {}),  # no usable URL
+        (
+            '<link rel="stylesheet" href="/s.css"><link rel="LICENSE" href="/licence.html">',
+            BODY,
+            {"extract.license_url": "http://docs.local/licence.html"},
+        ),
+        (
+            '<base href="https://mirror.example/docs/">',
+            BODY + '<a href="/a" rel="nofollow">a</a><a rel="nofollow  License" href="cc.html">l</a>',
+            {"extract.license_url": "https://mirror.example/docs/cc.html"},
+        ),
+        (
+            "",
+            BODY + '<a rel="license" href="https://creativecommons.org/publicdomain/zero/1.0/">CC0</a>',
+            {
+                "extract.license_url": "https://creativecommons.org/publicdomain/zero/1.0/",
+                "extract.license": "CC0-1.0",
+            },
+        ),
+        (  # no rel="license": a creativecommons.org licence link anywhere names the licence
+            "",
+            BODY + '<a href="https://evilcreativecommons.org/licenses/by/4.0/">x</a>'
+            '<a href="http://creativecommons.org/licenses/by-sa/3.0/deed.en">CC BY-SA</a>',
+            {"extract.license": "CC-BY-SA-3.0"},
+        ),
+        (
+            "",
+            BODY
+            + '<a rel="license" href="/terms">terms</a><a href="https://creativecommons.org/licenses/by/4.0/">cc</a>',
+            {"extract.license_url": "http://docs.local/terms", "extract.license": "CC-BY-4.0"},
+        ),
+        # a comment or a script is not markup: no signal from it
+        (
+            '<!-- <meta name="robots" content="noai"> -->',
+            BODY + '<script>"<a rel=license href=/x>"</script>',
+            {},
+        ),
+    ],
+)
+def test_optout_and_licence_annotations(
+    extractor: str, head: str, body: str, expected: dict[str, str]
+) -> None:
+    html = f"<html><head><title>T</title>{head}</head><body>{body}</body></html>"
+    assert _optouts(html, extractor) == expected

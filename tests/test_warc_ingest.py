@@ -286,3 +286,81 @@ def test_ingested_pages_extract_with_language(warc_dir: Path, extractor: str) ->
         out = [extract_row(doc, cfg) for doc, _ in ingest(warc_dir / name)[0]]
         assert all(reason is None and row["text"] for row, reason in out)
         assert Counter(row["language"] for row, _ in out) == expected
+
+
+def test_archived_robots_txt_is_kept_as_a_reject_whatever_its_status(tmp_path: Path) -> None:
+    """RFC 9309 section 2.3.1: 4xx means allow all and 5xx disallow all, so every status is kept
+    (with the body, cut at 500 KiB per section 2.5) for the copyright stage to decide."""
+    rules = b"User-agent: *\nDisallow: /private\n"
+    records = [
+        ("response", "http://a/robots.txt", rules, _http("200 OK", "text/plain")),
+        ("response", "http://b/robots.txt", b"<html>missing</html>", _http("404 Not Found", "text/html")),
+        ("response", "https://c:8443/robots.txt", b"", _http("503 Service Unavailable", None)),
+        (
+            "response",
+            "http://d/robots.txt",
+            b"\x00" * 10 + rules,
+            _http("200 OK", "application/octet-stream"),
+        ),
+        ("response", "http://e/robots.txt", b"x" * 600_000, _http("200 OK", "text/plain")),
+        ("response", "http://f/robots.txt?lang=en", rules, _http("200 OK", "text/plain")),  # not the file
+        ("response", "http://g/x/robots.txt", rules, _http("200 OK", "text/plain")),
+        ("resource", "http://h/robots.txt", rules, None),  # no HTTP status to go by
+    ]
+    path = tmp_path / "robots.warc.gz"
+    _write_warc(path, records)
+    rows, stats = ingest(path)
+    got = [(d["origin"], r, d["annotations"].get("warc.http_status")) for d, r in rows]
+    assert got == [
+        ("http://a/robots.txt", "warc_robots_txt", "200"),
+        ("http://b/robots.txt", "warc_robots_txt", "404"),
+        ("https://c:8443/robots.txt", "warc_robots_txt", "503"),
+        ("http://d/robots.txt", "warc_robots_txt", "200"),
+        ("http://e/robots.txt", "warc_robots_txt", "200"),
+        ("http://f/robots.txt?lang=en", None, "200"),
+        ("http://g/x/robots.txt", None, "200"),
+        ("http://h/robots.txt", None, None),
+    ]
+    texts = [d["text"] for d, _ in rows]
+    assert texts[0] == rules.decode() and texts[1] == "<html>missing</html>" and texts[2] == ""
+    assert texts[3].endswith(rules.decode()) and len(texts[4]) == 500 * 1024
+    assert stats.rejected == {"warc_robots_txt": 5} and stats.documents == 3
+
+
+def test_archived_response_optout_headers(tmp_path: Path) -> None:
+    """X-Robots-Tag noai/noimageai scoped to our product token or all agents, TDMRep headers."""
+    page = b"<html><body><p>words</p></body></html>"
+
+    def response(uri: str, *headers: tuple[str, str]) -> tuple[str, str, bytes, dict]:
+        return (
+            "response",
+            uri,
+            page,
+            {"status": "200 OK", "headers": [("Content-Type", "text/html"), *headers]},
+        )
+
+    records = [
+        response("http://a/1", ("X-Robots-Tag", "noai")),
+        response("http://a/2", ("X-Robots-Tag", "otherbot: noai"), ("X-Robots-Tag", "LMForgeBot: noimageai")),
+        response("http://a/3", ("X-Robots-Tag", "noindex, NoAI, noimageai")),
+        response("http://a/4", ("tdm-reservation", "1"), ("TDM-Policy", " https://a/policy.json ")),
+        response("http://a/5", ("tdm-reservation", "0"), ("X-Robots-Tag", "*: noai")),
+        response("http://a/6", ("tdm-policy", "https://a/" + "p" * 9000)),  # no usable URL: dropped
+        response("http://a/7"),
+    ]
+    path = tmp_path / "optout.warc.gz"
+    _write_warc(path, records)
+    ann = [d["annotations"] for d, _ in ingest(path)[0]]
+    assert [(a.get("warc.optout_signals"), a.get("warc.tdm_policy")) for a in ann] == [
+        ("noai", None),
+        ("noimageai", None),
+        ("noai,noimageai", None),
+        ("tdm-reservation", "https://a/policy.json"),
+        ("noai", None),
+        (None, None),
+        (None, None),
+    ]
+    other = [
+        d["annotations"].get("warc.optout_signals") for d, _ in ingest(path, user_agent="OtherBot/2.0")[0]
+    ]
+    assert other[:2] == ["noai", "noai"]  # otherbot: noai now applies, LMForgeBot: noimageai does not

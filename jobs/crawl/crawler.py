@@ -264,6 +264,8 @@ def to_document(rec: FetchRecord) -> dict[str, Any]:
         "crawl.charset": rec.charset or "",
         "crawl.truncated": str(rec.truncated).lower(),
     }
+    if rec.tdm_policy:  # TDMRep sections 3.1-3.3: where to ask for a TDM licence (jobs/copyright/optout.py)
+        annotations["crawl.tdm_policy"] = rec.tdm_policy
     if rec.final_url != rec.url:
         annotations["crawl.requested_url"] = rec.url
     return make_document(

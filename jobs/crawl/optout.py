@@ -201,6 +201,16 @@ def tdm_policy(headers: list[tuple[str, str]], metas: list[tuple[str, str]]) -> 
     return None
 
 
+MAX_URL_CHARS = 8000  # RFC 9110 section 4.1 asks for at least 8000 octets; longer is not a usable URL
+
+
+def bounded_url(value: str | None) -> str | None:
+    """A URL taken from a hostile page or header (a policy, a licence), or None when it is longer
+    than any client is required to handle: dropped, not cut, as a cut URL names another resource."""
+    value = (value or "").strip()
+    return value if value and len(value) <= MAX_URL_CHARS else None
+
+
 def optout_decision(signals: set[str]) -> str | None:
     """The decision for a page whose signals reserve it; `noimageai` alone does not (text is kept)."""
     if "tdm-reservation" in signals:

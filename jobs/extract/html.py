@@ -12,6 +12,18 @@ language hint (Lui & Baldwin 2012) on the extracted text: the `language` column 
 `extract.language_score` (a probability; filters apply thresholds later). `extract.method` names
 what produced the text so a later stage can judge. Broken markup yields less text, never a crash.
 
+Opt-out and licence signals are read here, the last time the raw HTML exists, from the tree the
+extractor already parsed (no second parse, so the same size and depth bounds hold), for every
+HTML document whatever its source; the copyright stage decides on them (jobs/copyright/optout.py):
+- `extract.optout_signals`: `noai`/`noimageai` in `<meta name="robots">` or the meta named after
+  our product token, and `<meta name="tdm-reservation" content="1">` (TDMRep section 3.2), by
+  jobs/crawl/optout.py's `page_signals`; `extract.tdm_policy`: `<meta name="tdm-policy">`.
+- `extract.license_url`: the first `<a>`/`<link>` whose `rel` token list holds `license` (HTML
+  Living Standard 4.6.7.9, tokens ASCII case-insensitive), resolved against the page URL (or its
+  `<base href>`); `extract.license`: its SPDX id when that URL, or failing that a
+  creativecommons.org link anywhere in the page, names a licence (`open_license_id`).
+Only keys with a value are written.
+
 Bounds on hostile pages: HTML over `max_html_bytes` (UTF-8) is rejected `extract_too_large`
 before any parsing, and so is markup nested deeper than `max_html_depth` (`extract_too_deep`,
 one linear scan of the tags); extraction that runs past `max_parse_s` is rejected `extract_timeout`. The
@@ -31,15 +43,20 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from core.config import ExtractConfig
+from core.config import CrawlConfig, ExtractConfig
+from jobs.crawl.optout import bounded_url, page_signals, tdm_policy
+from jobs.readers.connectors.papers import open_license_id
 from jobs.web.urls import http_url
 
 Row = dict[str, Any]
 LANGID_CHARS = 20_000  # py3langid's score is stable by then (measured on pydoc pages); caps the cost
+# Meta opt-outs are scoped to the crawler's product token; the Spark stage passes no user agent.
+DEFAULT_USER_AGENT: str = CrawlConfig.model_fields["user_agent"].default
 
 
 class ExtractTimeout(Exception):
@@ -58,6 +75,8 @@ class Extracted:
     title: str | None = None
     hrefs: list[str] = field(default_factory=list)  # raw href values, in page order
     base: str | None = None  # <base href>, if the page declares one
+    metas: list[tuple[str, str]] = field(default_factory=list)  # (name stripped and lower-cased, content)
+    license_hrefs: list[str] = field(default_factory=list)  # raw hrefs of rel="license" a/link, in order
 
 
 def _with_trafilatura(html: str, deadline: float = math.inf) -> Extracted:
@@ -68,6 +87,9 @@ def _with_trafilatura(html: str, deadline: float = math.inf) -> Extracted:
         return replace(_with_resiliparse(html, deadline), method="resiliparse_fallback")
     out = Extracted("", "trafilatura", _clean(tree.findtext(".//title")), list(tree.xpath("//a/@href")))
     out.base = next(iter(tree.xpath("//base/@href")), None)
+    out.metas = _metas((m.get("name"), m.get("content")) for m in tree.xpath("//meta[@name]"))
+    rels = tree.xpath("//*[self::a or self::link][@rel][@href]")  # document order
+    out.license_hrefs = _license_hrefs((e.get("rel"), e.get("href")) for e in rels)
     _check(deadline)
     try:  # trafilatura copies the tree before pruning it, so the fallback sees the whole page
         text = trafilatura.extract(tree, favor_recall=True, include_comments=False, deduplicate=False)
@@ -92,6 +114,11 @@ def _with_resiliparse(html: str, deadline: float = math.inf) -> Extracted:
         base = tree.document.query_selector("base[href]") if tree.document else None
         out = Extracted("", "resiliparse", _clean(tree.title), [a.getattr("href") or "" for a in anchors])
         out.base = base.getattr("href") if base else None
+        if tree.document:
+            metas = tree.document.query_selector_all("meta[name]").values()
+            out.metas = _metas((m.getattr("name"), m.getattr("content")) for m in metas)
+            rels = tree.document.query_selector_all("a[rel][href], link[rel][href]").values()  # in order
+            out.license_hrefs = _license_hrefs((e.getattr("rel"), e.getattr("href")) for e in rels)
         _check(deadline)
         out.text = extract_plain_text(tree, main_content=True).strip()
         if not out.text:
@@ -108,6 +135,16 @@ EXTRACTORS: dict[str, Callable[[str, float], Extracted]] = {
     "trafilatura": _with_trafilatura,
     "resiliparse": _with_resiliparse,
 }
+
+
+def _metas(pairs: Iterable[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
+    """Named metas as the crawler's `parse_html` gives them: names stripped and lower-cased."""
+    return [(n.strip().lower(), c or "") for n, c in pairs if n and n.strip()]
+
+
+def _license_hrefs(pairs: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """hrefs whose `rel` is a token list holding `license` (HTML 4.6.7.9; ASCII case-insensitive)."""
+    return [h for r, h in pairs if r and h and "license" in r.lower().split()]
 
 
 def _clean(title: str | None) -> str | None:
@@ -189,8 +226,45 @@ def markup_depth(html: str, limit: int) -> int:
     return deepest
 
 
-def extract_row(row: Row, cfg: ExtractConfig | None = None) -> tuple[Row, str | None]:
-    """Fill `text` from `raw_content` (then cleared); rows without raw content pass through."""
+def optout_annotations(out: Extracted, page_url: str, user_agent: str = DEFAULT_USER_AGENT) -> dict[str, str]:
+    """The `extract.*` opt-out and licence annotations of a parsed page (see the module docstring)."""
+    ann: dict[str, str] = {}
+    if signals := page_signals([], out.metas, user_agent):
+        ann["extract.optout_signals"] = ",".join(sorted(signals))
+    if policy := bounded_url(tdm_policy([], out.metas)):
+        ann["extract.tdm_policy"] = policy
+    root = (http_url(page_url, out.base) if out.base else None) or page_url
+    found = (bounded_url(http_url(root, href)) for href in out.license_hrefs)
+    if license_url := next((url for url in found if url), None):
+        ann["extract.license_url"] = license_url
+    if spdx := _license_id(license_url, [*out.license_hrefs, *out.hrefs], root):
+        ann["extract.license"] = spdx
+    return ann
+
+
+def _license_id(license_url: str | None, hrefs: list[str], root: str) -> str | None:
+    """SPDX id named by the rel="license" URL, else by the first creativecommons.org link."""
+    if license_url and (spdx := open_license_id(license_url)):
+        return spdx
+    for href in hrefs:
+        url = http_url(root, href) if "creativecommons.org" in href.lower() else None
+        if url and _under("creativecommons.org", url) and (spdx := open_license_id(url)):
+            return spdx
+    return None
+
+
+def _under(domain: str, url: str) -> bool:
+    """The URL's host is `domain` or one of its subdomains (on a label boundary)."""
+    name = urlsplit(url).hostname or ""
+    return name == domain or name.endswith("." + domain)
+
+
+def extract_row(
+    row: Row, cfg: ExtractConfig | None = None, user_agent: str = DEFAULT_USER_AGENT
+) -> tuple[Row, str | None]:
+    """Fill `text` from `raw_content` (then cleared); rows without raw content pass through.
+
+    `user_agent` scopes opt-out metas named after a crawler (the crawler's default one)."""
     raw = row.get("raw_content")
     if raw is None:
         return row, None
@@ -210,6 +284,7 @@ def extract_row(row: Row, cfg: ExtractConfig | None = None) -> tuple[Row, str | 
         ann["extract.title"] = out.title
     links = outgoing_links(row.get("origin") or "", out.hrefs, out.base, cfg.max_links)
     ann["extract.links"] = json.dumps(links, ensure_ascii=False)
+    ann.update(optout_annotations(out, row.get("origin") or "", user_agent))
     doc = {**row, "text": out.text, "raw_content": None, "annotations": ann}
     if cfg.detect_language:
         lang, score = detect_language(out.text)

@@ -6,6 +6,14 @@ with an HTML payload become `web` documents with the decoded HTML in `raw_conten
 fills `text` later); WET `conversion` records become documents with `text` filled. Other record
 types (request, metadata, warcinfo, revisit) are counted in `WarcStats`, not turned into rows.
 
+Opt-outs in the archived response (the raw headers exist only here): `warc.optout_signals` lists
+the X-Robots-Tag `noai`/`noimageai` directives scoped to our product token or `*` and a TDMRep
+`tdm-reservation: 1` header (TDMRep section 3.3), `warc.tdm_policy` the `tdm-policy` header; the
+rules are jobs/crawl/optout.py's `page_signals`. An archived `/robots.txt` response is rejected
+`warc_robots_txt` with its body (first ROBOTS_MAX_BYTES, RFC 9309 section 2.5) in `text` and its
+status in `warc.http_status`, whatever the status: RFC 9309 section 2.3.1 gives 4xx and 5xx a
+meaning (allow all, disallow all), which the copyright stage (jobs/copyright/optout.py) applies.
+
 A bad record never raises out of the iterator: a truncated tail, a corrupt gzip member or a record
 whose Content-Length lies is reported in `WarcStats.bad` with its byte offset, and the records
 before it are kept. A gzip file whose members do not line up with records (one member for the
@@ -32,14 +40,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeadersParser
 
-from core.config import WarcConfig
+from core.config import CrawlConfig, WarcConfig
 from core.schema import make_document
+from jobs.crawl.optout import ROBOTS_MAX_BYTES, bounded_url, page_signals, tdm_policy
 from jobs.web.charset import codec_name, decode
 from jobs.web.mime import parse_content_type
 from jobs.web.urls import host
@@ -51,6 +61,10 @@ _CHUNK = 1 << 16
 _FILE_LIMITS = ("warc_file_too_large", "warc_header_line_too_long", "warc_header_too_large")
 
 Ingested = tuple[dict[str, Any], str | None]  # (document, reject reason or None)
+# Opt-out directives are scoped to the crawler's product token (robots_directives); the Spark
+# reader does not pass a user agent, so it is the crawler's default one.
+DEFAULT_USER_AGENT: str = CrawlConfig.model_fields["user_agent"].default
+ROBOTS_REJECT = "warc_robots_txt"
 
 
 @dataclass
@@ -237,9 +251,10 @@ def iter_warc(
     source_label: str | None = None,
     stats: WarcStats | None = None,
     limits: WarcConfig | None = None,
+    user_agent: str = DEFAULT_USER_AGENT,
 ) -> Iterator[Ingested]:
-    """(document, reject reason) per document record; pass `stats` to get the file's counts and
-    `limits` for the parser bounds (default: `WarcConfig`'s)."""
+    """(document, reject reason) per document record; pass `stats` to get the file's counts,
+    `limits` for the parser bounds (default: `WarcConfig`'s) and `user_agent` to scope opt-outs."""
     stats = stats if stats is not None else WarcStats(file=path.name)
     stats.source = source_label
     arc = _is_arc(path)
@@ -254,7 +269,7 @@ def iter_warc(
             elif not _digest_ok(record.rec):
                 stats.bad.append(BadRecord(record.offset, "warc_digest_mismatch"))
             continue
-        doc, reason = _document(record, path.name, stats)
+        doc, reason = _document(record, path.name, stats, user_agent)
         if arc:  # arc2warc invents a random WARC-Record-ID per read: not provenance, not stable
             doc["annotations"].pop("warc.record_id", None)
         if reason:
@@ -397,7 +412,7 @@ def _read_bounded(stream: Any, cap: int) -> tuple[bytes, str | None]:
 
 
 def _wants_body(rec: ArcWarcRecord) -> bool:
-    if rec.rec_type in ("warcinfo", "conversion"):
+    if rec.rec_type in ("warcinfo", "conversion") or _is_robots(rec):
         return True
     return rec.rec_type in ("response", "resource") and _media_type(rec)[0] in (*HTML_TYPES, "text/plain", "")
 
@@ -411,7 +426,19 @@ def _media_type(rec: ArcWarcRecord) -> tuple[str, str | None]:
     return mime or "", charset
 
 
-def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
+def _is_robots(rec: ArcWarcRecord) -> bool:
+    """An archived robots.txt response: the path is `/robots.txt` at the top of the origin (RFC 9309
+    section 2.3) and no query (that is another resource); it needs its HTTP status."""
+    if rec.rec_type != "response" or rec.http_headers is None:
+        return False
+    try:
+        parts = urlsplit((rec.rec_headers.get_header("WARC-Target-URI") or "").strip("<> "))
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.path == "/robots.txt" and not parts.query
+
+
+def _document(record: _Record, file: str, stats: WarcStats, user_agent: str) -> Ingested:
     rec, headers = record.rec, record.rec.rec_headers
     uri = (headers.get_header("WARC-Target-URI") or "").strip("<> ")  # WARC/1.0 allowed <uri>
     origin = uri or headers.get_header("WARC-Record-ID") or f"{file}#{record.offset}"
@@ -419,6 +446,7 @@ def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
     if record.limit and record.limit.startswith("warc_header"):
         origin = f"{file}#{record.offset}"  # a cut header is no provenance to name the row by
     ann = _annotations(record, file, stats)
+    _optout_annotations(rec, ann, user_agent)
     fields: dict[str, Any] = {
         "domain": host(origin) or None,
         "fetched_at": _parse_date(headers.get_header("WARC-Date")),
@@ -426,6 +454,10 @@ def _document(record: _Record, file: str, stats: WarcStats) -> Ingested:
     }
     if record.limit:  # a parser bound was hit: provenance only
         return make_document("web", origin, **fields), record.limit
+    if _is_robots(rec):  # kept whatever its status, for the copyright stage's robots.txt cache
+        text = record.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")  # RFC 9309 section 2.2: UTF-8
+        doc = make_document("web", origin, text, content_type=mime or None, **fields)
+        return doc, ("warc_digest_mismatch" if not _digest_ok(rec) else ROBOTS_REJECT)
     if rec.rec_type == "conversion" or mime == "text/plain":
         text = _decode(record.body, declared, ann)
         doc = make_document("web", origin, text, content_type="text/plain", **fields)
@@ -470,6 +502,17 @@ def _annotations(record: _Record, file: str, stats: WarcStats) -> dict[str, str]
     if stats.source:
         ann["warc.source"] = stats.source
     return ann
+
+
+def _optout_annotations(rec: ArcWarcRecord, ann: dict[str, str], user_agent: str) -> None:
+    """The archived response's header opt-outs (X-Robots-Tag; TDMRep section 3.3 headers)."""
+    if rec.rec_type != "response" or rec.http_headers is None:
+        return
+    pairs = [(str(k), str(v)) for k, v in rec.http_headers.headers]
+    if signals := page_signals(pairs, [], user_agent):
+        ann["warc.optout_signals"] = ",".join(sorted(signals))
+    if policy := bounded_url(tdm_policy(pairs, [])):
+        ann["warc.tdm_policy"] = policy
 
 
 def _digest_ok(rec: ArcWarcRecord) -> bool:
