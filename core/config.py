@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.copyright_policy import DEFAULT_ACTIONS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / ".data"
 
@@ -134,7 +136,9 @@ class SourcesConfig(_Strict):
     # instead (`books`, `code`, `papers`, `social`); the name replaces the path here at load time.
     books_dir: str = ""
     code_dir: str = ""
-    code_license: str = "PSF-2.0"  # used when the tree's license file matches no known license text
+    # The licence the deployment declares for `code_dir` when its licence file names none (an SPDX
+    # expression); None: such files stay unknown, and the copyright policy decides (issue 14).
+    code_license: str | None = Field(None, max_length=200)
     papers_dir: str = ""
     social_paths: list[str] = Field([], max_length=10_000)  # dump files or folders of dumps
     books: str | None = None
@@ -379,6 +383,55 @@ _LEGACY = {
 }
 
 
+_LicenseClassName = Literal[
+    "public_domain", "permissive", "weak_copyleft", "strong_copyleft", "nc_nd", "proprietary", "unknown"
+]
+_ActionName = Literal["keep", "drop", "flag"]
+
+
+def _default_actions() -> dict[SourceTypeName, dict[_LicenseClassName, _ActionName]]:
+    return copy.deepcopy(DEFAULT_ACTIONS)  # type: ignore[arg-type]
+
+
+class CopyrightConfig(_Strict):
+    """The copyright stage (jobs/copyright/screen.py): licence per document, its class and the action
+    per source type (`actions`, merged over core/copyright_policy.py DEFAULT_ACTIONS), opt-outs,
+    blocklists and verbatim overlap with the protected works of `protected_works` (a location).
+
+    Paths are config-only: a param names a location (`optout_registry`, `blocklist`,
+    `protected_works`); `block_url_patterns` are regexes run on every URL and `licensed_tdm_policies`
+    the TDMRep policy URLs the deployment holds a licence for, so both are config-only too.
+    """
+
+    actions: dict[SourceTypeName, dict[_LicenseClassName, _ActionName]] = Field(
+        default_factory=_default_actions
+    )
+    detect_licenses: bool = True  # ScanCode-database detection on each document's text
+    all_rights_reserved: bool = True  # no licence plus an "All rights reserved" notice: proprietary
+    honor_optouts: bool = True  # noai, TDMRep, archived robots.txt and the opt-out registry
+    user_agent: str | None = Field(None, max_length=500)  # robots scoping; None: crawl.user_agent
+    optout_registry: str | None = None  # a name in `locations`: JSON lines {domain, opt_out, ...}
+    optout_registry_path: str | None = None  # config-only: set from `optout_registry`
+    blocklist: str | None = None  # a name in `locations`: one domain per line
+    blocklist_path: str | None = None  # config-only
+    block_domains: list[str] = Field([], max_length=100_000)  # a domain blocks its subdomains
+    block_url_patterns: list[str] = Field([], max_length=1000)  # regexes: config-only (no ReDoS by param)
+    licensed_tdm_policies: list[str] = Field([], max_length=1000)  # config-only
+    protected_works: str | None = None  # a name in `locations`: a folder of .txt files
+    protected_works_path: str | None = None  # config-only
+    overlap_action: Literal["drop", "redact", "flag"] = "drop"
+    overlap_ngram: int = Field(7, ge=3, le=64)  # jobs/copyright/overlap.py: 7 measured best
+    overlap_min_hits: int = Field(5, ge=1, le=10_000)  # matched n-grams clustered in one span
+    max_protected_bytes: int = Field(4 << 30, ge=1, le=1 << 40)  # the whole registry
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_actions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("actions"), dict):
+            return {**data, "actions": deep_merge(DEFAULT_ACTIONS, data["actions"])}
+        return data
+
+
 class MinHashConfig(_Strict):
     """MinHash LSH near-dedup (jobs/dedup/minhash.py). Defaults follow FineWeb (Penedo et al. 2024, section
     3.3 and datatrove's `MinhashConfig`): word 5-grams, 112 permutations, and text normalised as
@@ -522,6 +575,7 @@ class PipelineConfig(_Strict):
     warc: WarcConfig = WarcConfig()
     extract: ExtractConfig = ExtractConfig()
     quality: QualityConfig = QualityConfig()
+    copyright: CopyrightConfig = CopyrightConfig()
     dedup: DedupConfig = DedupConfig()
     minhash: MinHashConfig = MinHashConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -594,6 +648,9 @@ _NAMED = {
     ("warc", "use"): ("paths", True),
     ("train", "init_location"): ("init_from", False),
     ("quality", "classifier_model"): ("classifier_model_path", False),
+    ("copyright", "optout_registry"): ("optout_registry_path", False),
+    ("copyright", "blocklist"): ("blocklist_path", False),
+    ("copyright", "protected_works"): ("protected_works_path", False),
 }
 
 

@@ -53,6 +53,12 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
         {"profiles", "classifier_model", "classifier_sha256", "classifier_min_score"}
         | {"classifier_top_fraction"}
     ),
+    # copyright: paths, URL regexes and licensed TDM policies are config-only; params name locations.
+    "copyright": frozenset(
+        {"actions", "detect_licenses", "all_rights_reserved", "honor_optouts", "optout_registry"}
+        | {"blocklist", "block_domains", "protected_works", "overlap_action", "overlap_ngram"}
+        | {"overlap_min_hits"}
+    ),
     "dedup": "*",
     "minhash": "*",
     "tokenizer": "*",

@@ -35,6 +35,6 @@ def plan_for(storage: Storage, run_id: str, name: str, cfg: PipelineConfig) -> P
     s = stage(name)
     external = resolve(s.external)(cfg) if s.external else None
     return plan_stage(
-        storage, run_id, name, cfg, inputs=s.inputs, sections=s.config,
+        storage, run_id, name, cfg, inputs=s.upstream, sections=s.config,
         code=stage_code_version(name), external=external,
     )  # fmt: skip

@@ -47,6 +47,12 @@ class Stage:
     source_type: str | None = None  # every kept row is this source type (for the source mix)
     summary_section: str | None = None
     summary: tuple[str, ...] = field(default=())
+    reads: tuple[str, ...] = ()  # stages read for facts, not documents (no funnel input)
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Every committed stage this one needs: its document inputs, then what it reads."""
+        return self.inputs + self.reads
 
 
 STAGES: dict[str, Stage] = {
@@ -96,7 +102,19 @@ STAGES: dict[str, Stage] = {
             funnel=True,
         ),
         Stage(
-            "near_dedup", ("quality",), ("minhash",), "jobs.spark.dedup:run_near_dedup",
+            "copyright", ("quality",), ("copyright",), "jobs.spark.copyright:run_copyright",
+            logic=(
+                "jobs.copyright.screen", "jobs.copyright.licenses", "jobs.copyright.policy",
+                "jobs.copyright.notices", "jobs.copyright.optout", "jobs.copyright.overlap",
+                "core.copyright_policy",
+            ),
+            row_logic="jobs.copyright.screen:screen_with", reads=("warc",),
+            description="Licence classes and policy, opt-outs, blocklists, overlap with protected works",
+            funnel=True, summary_section="copyright",
+            summary=("decisions", "by_class", "flags", "optouts", "overlap_hits", "protected_index"),
+        ),
+        Stage(
+            "near_dedup", ("copyright",), ("minhash",), "jobs.spark.dedup:run_near_dedup",
             logic=("jobs.dedup.minhash", "jobs.dedup.near"),
             description="MinHash LSH, verified pairs, connected components, one keeper per cluster",
             funnel=True, summary_section="near_dedup",
@@ -142,7 +160,7 @@ def downstream(names: list[str] | tuple[str, ...]) -> list[str]:
     `rerun_from` must force (a forced stage's fingerprint is unchanged, so its readers would skip)."""
     chosen = set(names)
     for stage in STAGES.values():  # registry order is topological: one pass suffices
-        if chosen.intersection(stage.inputs):
+        if chosen.intersection(stage.upstream):
             chosen.add(stage.name)
     return [n for n in STAGES if n in chosen]
 
@@ -151,7 +169,7 @@ def check_registry() -> None:
     """Inputs exist and come earlier (the order is topological); raises ValueError otherwise."""
     seen: set[str] = set()
     for stage in STAGES.values():
-        missing = [i for i in stage.inputs if i not in seen]
+        missing = [i for i in stage.upstream if i not in seen]
         if missing:
             raise ValueError(f"stage {stage.name!r} reads {missing}, which are not declared before it")
         seen.add(stage.name)

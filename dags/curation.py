@@ -21,7 +21,7 @@ from airflow.sdk import Param, dag, task
 from core.config import LOCATION_NAME
 from core.registry import dag_stages
 from orchestration.assets import TOKEN_SHARDS
-from orchestration.params import nullable
+from orchestration.params import config_choices, nullable
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = dag_stages("curation")
@@ -80,6 +80,18 @@ def prepared(key: str) -> str:
             exclusiveMinimum=0,
             exclusiveMaximum=1,
         ),
+        "protected_works": nullable(
+            "string", f"Folder of protected works (.txt) to find verbatim copies of: {LOCATION}", **NAME
+        ),
+        "overlap_action": nullable(
+            "string",
+            "What to do with a copied span (empty: drop the document)",
+            enum=config_choices("copyright", "overlap_action"),
+        ),
+        "optout_registry": nullable(
+            "string", f"Per-domain opt-out registry (JSON lines): {LOCATION}", **NAME
+        ),
+        "blocklist": nullable("string", f"Domain blocklist (one domain per line): {LOCATION}", **NAME),
         "force": Param(False, type="boolean", description="Rerun every stage, even those already committed"),
         "rerun_from": nullable(
             "string", "Rerun this stage and every stage that reads it", enum=[s.name for s in STAGES]
@@ -124,9 +136,9 @@ def curation() -> None:
             env_vars={"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable},
         )
     for stage in STAGES:
-        for up in stage.inputs:
+        for up in stage.upstream:
             tasks[up] >> tasks[stage.name]
-        if not stage.inputs:
+        if not stage.upstream:
             prepared_run >> tasks[stage.name]
 
     @task(outlets=[TOKEN_SHARDS])
@@ -138,7 +150,7 @@ def curation() -> None:
         outlet_events[TOKEN_SHARDS].extra = info
         return info
 
-    read = {i for s in STAGES for i in s.inputs}
+    read = {i for s in STAGES for i in s.upstream}
     [tasks[s.name] for s in STAGES if s.name not in read] >> publish(prepared_run)  # type: ignore[arg-type]  # TaskFlow resolves XComArgs
 
 

@@ -92,6 +92,9 @@ def train_quality_model(corpus: Path, synthetic: int) -> tuple[Path, str]:
     return path, sha
 
 
+COMMON_LICENSES = Path("/usr/share/common-licenses")
+
+
 def write_deployment_config(
     corpus: Path, quality_model: tuple[Path, str] | None = None
 ) -> tuple[Path, dict[str, object]]:
@@ -111,6 +114,9 @@ def write_deployment_config(
     user = os.environ.get("LMFORGE_CONFIG")
     base = json.loads(Path(user).read_text()) if user else {}
     added: dict[str, Any] = {}
+    if protected := protected_works(corpus.parent / "protected"):
+        locations["demo-protected"] = protected
+        added["copyright"] = {"protected_works": "demo-protected"}
     if quality_model is not None:
         locations["demo-quality-model"] = quality_model[0]
         added["quality"] = {"classifier_model": "demo-quality-model", "classifier_sha256": quality_model[1]}
@@ -118,6 +124,19 @@ def write_deployment_config(
     path = corpus.parent / "lmforge-demo.json"
     path.write_text(json.dumps(config, indent=1))
     return path, names
+
+
+def protected_works(folder: Path) -> Path | None:
+    """The demo's registry of protected works: the FSF's licence texts, which anyone may copy
+    verbatim but not change ("changing it is not allowed"), so a corpus must not carry edited
+    copies; the demo's books include them, so the copyright stage finds overlap there."""
+    texts = [COMMON_LICENSES / name for name in ("GPL-3", "LGPL-3") if (COMMON_LICENSES / name).is_file()]
+    if not texts:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in texts:
+        (folder / f"{path.name}.txt").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -154,6 +154,26 @@ def _funnel_lines(s: dict[str, Any]) -> list[str]:
     return lines + [f"  chart: {uri}" for uri in (s.get("charts") or {}).values()]
 
 
+def _copyright_lines(s: dict[str, Any]) -> list[str]:
+    """Decisions per source and licence class (keep/flag/drop), opt-outs, flags and overlap hits."""
+    c = s.get("copyright") or {}
+    if not c.get("decisions"):
+        return []
+    lines = ["", "Copyright: decisions per source and licence class (keep/flag/drop):"]
+    for source, classes in sorted(c["decisions"].items()):
+        text = ", ".join(
+            f"{cls}={d.get('keep', 0) + d.get('redact', 0)}/{d.get('flag', 0)}/{d.get('drop', 0)}"
+            for cls, d in sorted(classes.items())
+        )
+        lines.append(f"  {source:<14} {text}")
+    optouts = ", ".join(f"{k}={v}" for k, v in sorted((c.get("optouts") or {}).items())) or "none"
+    flags = ", ".join(f"{k}={v}" for k, v in sorted((c.get("flags") or {}).items())) or "none"
+    index = c.get("protected_index") or {}
+    works = f" against {index['works']} protected works ({index['ngrams']} n-grams)" if index else ""
+    lines += [f"  opt-outs and blocklists: {optouts}", f"  flags: {flags}"]
+    return [*lines, f"  overlap hits: {c.get('overlap_hits', 0)}{works}"]
+
+
 def _language_lines(s: dict[str, Any], top: int = 5) -> list[str]:
     """Per source: documents, tokens, the share with no language, the `top` languages by documents."""
     mix = s.get("language_mix") or {}
@@ -197,6 +217,7 @@ def render_summary(s: dict[str, Any]) -> str:
             f"{nd['hit_probability_at_threshold']:.3f}), {nd['verified_pairs']} verified pairs, "
             f"{nd['clusters']} clusters"
         )
+    lines += _copyright_lines(s)
     lines += _language_lines(s)
     t, tr = s.get("tokens") or {}, s.get("training") or {}
     if t:

@@ -33,6 +33,10 @@ PARAM_FIELDS = {
     "warc": ("warc", "use"),
     "repeated_lines": ("dedup", "repeated_lines"),
     "minhash_threshold": ("minhash", "threshold"),
+    "protected_works": ("copyright", "protected_works"),
+    "overlap_action": ("copyright", "overlap_action"),
+    "optout_registry": ("copyright", "optout_registry"),
+    "blocklist": ("copyright", "blocklist"),
     # pretrain DAG
     "objective": ("train", "objective"),
     "mode": ("train", "mode"),

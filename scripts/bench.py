@@ -10,6 +10,8 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -155,6 +157,11 @@ def main() -> None:
     from scripts.bench_quality import report as bench_quality
 
     print(bench_quality(runs=args.runs))
+    from scripts.bench_copyright import report as bench_copyright
+
+    print(bench_copyright(runs=args.runs))
+    # Licence detection accuracy per SPDX id and per kind (issue 14's "Must show").
+    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "license_eval.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_help_lists_the_registry_subcommands() -> None:
         assert f"    {name} " in out
     listed = [json.loads(line) for line in lmforge("stages").stdout.splitlines()]
     assert [s["name"] for s in listed] == list(STAGES)
-    assert {s["name"] for s in listed if s["row_command"]} == {"extract", "quality"}
+    assert {s["name"] for s in listed if s["row_command"]} == {"extract", "quality", "copyright"}
 
 
 PROSE = (

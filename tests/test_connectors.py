@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sysconfig
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ import pytest
 
 from core.config import load_config
 from core.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
+from jobs.readers.connectors import code as code_connector
 from jobs.readers.connectors.books import iter_books, strip_gutenberg
-from jobs.readers.connectors.code import detect_license, iter_code
+from jobs.readers.connectors.code import LICENSE_HEAD_BYTES, combine, iter_code
 from jobs.readers.connectors.papers import PUBLIC_DOMAIN, iter_papers, open_license_id
 from jobs.readers.connectors.social import iter_social, mentions, parse_time
 from jobs.readers.connectors.synthetic import iter_synthetic, verify_exercise
@@ -191,8 +191,48 @@ CODE_TREE = {
     "data/table.csv": "a,b\n1,2\n",
     "empty.py": "",
     ".gitignore": "build/\n",
-    "LICENSE": "Apache License\nVersion 2.0, January 2004\nhttp://www.apache.org/licenses/\n",
 }
+MIT_TEXT = """MIT License
+
+Copyright (c) 2024 Example Contributors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+BSD_CLAUSES = [
+    "Copyright (c) 2024, Example Contributors\n\nRedistribution and use in source and binary forms, with or "
+    "without\nmodification, are permitted provided that the following conditions are met:\n",
+    "1. Redistributions of source code must retain the above copyright notice, this\n   list of conditions "
+    "and the following disclaimer.\n",
+    "2. Redistributions in binary form must reproduce the above copyright notice,\n   this list of "
+    "conditions and the following disclaimer in the documentation\n   and/or other materials provided with "
+    "the distribution.\n",
+    "3. Neither the name of the copyright holder nor the names of its\n   contributors may be used to "
+    "endorse or promote products derived from\n   this software without specific prior written permission.\n",
+    'THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS"\nAND ANY EXPRESS OR IMPLIED '
+    "WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE\nIMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A "
+    "PARTICULAR PURPOSE ARE\nDISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE\n"
+    "FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL\nDAMAGES (INCLUDING, BUT NOT "
+    "LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR\nSERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS "
+    "INTERRUPTION) HOWEVER\nCAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY,\n"
+    "OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE\nOF THIS SOFTWARE, EVEN "
+    "IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.\n",
+]
 
 
 def _write_tree(root: Path, files: dict[str, str]) -> None:
@@ -206,14 +246,14 @@ def test_git_repository_tracked_files_languages_and_skip_rules(tmp_path: Path) -
     repo = tmp_path / "demo-repo"
     repo.mkdir()
     _git(repo, "init", "-q")
-    _write_tree(repo, CODE_TREE)
+    _write_tree(repo, CODE_TREE | {"LICENSE": MIT_TEXT})
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "initial")
     _git(repo, "remote", "add", "origin", "https://user:secret-token@example.org/team/demo-repo.git")
     _write_tree(repo, {"build/out.py": "ignored = True\n", "untracked.py": "x = 1\n"})
     head = _git(repo, "rev-parse", "HEAD")
 
-    rows = list(iter_code(repo, "MIT"))
+    rows = list(iter_code(repo, "Apache-2.0"))
     got = {d["annotations"]["code.path"]: (d["annotations"].get("code.language"), r) for d, r in rows}
     assert got == {
         ".gitignore": (None, "code_unknown_language:.gitignore"),
@@ -235,34 +275,51 @@ def test_git_repository_tracked_files_languages_and_skip_rules(tmp_path: Path) -
     }  # LICENSE is provenance; build/ is git-ignored; untracked.py is not in the repository
     doc = next(d for d, r in rows if d["annotations"]["code.path"] == "src/main.py")
     assert doc["text"] == CODE_TREE["src/main.py"] and doc["origin"] == "demo-repo/src/main.py"
-    assert (doc["license"], doc["license_source"]) == ("Apache-2.0", "LICENSE")  # detected beats default
+    assert (doc["license"], doc["license_source"]) == ("MIT", "LICENSE")  # detected beats declared
     ann = doc["annotations"]
     assert (ann["code.commit"], ann["code.license_detected"]) == (head, "text")
+    assert float(ann["code.license_confidence"]) > 0.9
     assert ann["code.remote"] == "https://example.org/team/demo-repo.git"  # credentials dropped
     assert doc["created_at"] == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert all(d["text"] == "" for d, r in rows if r)  # rejects carry provenance, not content
 
 
-def test_plain_tree_default_license_hidden_dirs_and_symlinks(tmp_path: Path) -> None:
+def test_plain_tree_unknown_license_hidden_dirs_and_symlinks(tmp_path: Path) -> None:
     _write_tree(
         tmp_path, {"a.rs": "fn main() {}\n", ".cache/b.rs": "x\n", "COPYING": "All rights reserved.\n"}
     )
     (tmp_path / "link.py").symlink_to("/etc/hostname")
-    rows = list(iter_code(tmp_path, "MIT"))
+    rows = list(iter_code(tmp_path))
     assert [(d["annotations"]["code.path"], r) for d, r in rows] == [
         ("a.rs", None),
         ("link.py", "ingest_symlink"),
     ]
     doc = rows[0][0]
+    # "All rights reserved." grants nothing: no licence, not a guessed one
     assert (doc["license"], doc["license_source"], doc["annotations"]["code.license_detected"]) == (
-        "MIT",
+        None,
         "COPYING",
-        "default",
+        "none",
     )
-    assert "code.commit" not in doc["annotations"]
+    assert "code.commit" not in doc["annotations"] and "code.license_confidence" not in doc["annotations"]
+    declared = next(d for d, _ in iter_code(tmp_path, "MIT"))
+    assert (declared["license"], declared["annotations"]["code.license_detected"]) == ("MIT", "declared")
+
+
+def _tree_license(root: Path, files: dict[str, str], declared: str | None = None) -> tuple[Any, ...]:
+    """(license, license_source, code.license_detected) of a tree of `files` plus one source file."""
+    _write_tree(root, files | {"main.py": "print(1)\n"})
+    doc = next(d for d, _ in iter_code(root, declared))
+    return doc["license"], doc["license_source"], doc["annotations"]["code.license_detected"]
 
 
 COMMON_LICENSES = Path("/usr/share/common-licenses")
+
+
+def _common_license(name: str) -> str:
+    if not (COMMON_LICENSES / name).is_file():
+        pytest.skip(f"{COMMON_LICENSES / name} not on this machine (Debian ships it)")
+    return (COMMON_LICENSES / name).read_text()
 
 
 @pytest.mark.parametrize(
@@ -270,45 +327,77 @@ COMMON_LICENSES = Path("/usr/share/common-licenses")
     [
         ("Apache-2.0", "Apache-2.0"),
         ("BSD", "BSD-3-Clause"),
-        ("GPL-2", "GPL-2.0"),
-        ("GPL-3", "GPL-3.0"),
-        ("LGPL-2.1", "LGPL-2.1"),
-        ("LGPL-3", "LGPL-3.0"),
+        ("GPL-3", "GPL-3.0-only"),
         ("MPL-2.0", "MPL-2.0"),
-        ("CC0-1.0", "CC0-1.0"),
-        ("Artistic", None),
     ],
 )
-def test_detect_license_on_real_license_texts(name: str, spdx: str | None) -> None:
-    if not (COMMON_LICENSES / name).is_file():
-        pytest.skip(f"{COMMON_LICENSES / name} not on this machine (Debian ships it)")
-    assert detect_license((COMMON_LICENSES / name).read_text()) == spdx
+def test_real_license_file_gives_its_id(tmp_path: Path, name: str, spdx: str) -> None:
+    assert _tree_license(tmp_path, {"LICENSE.txt": _common_license(name)}, "MIT") == (
+        spdx,
+        "LICENSE.txt",
+        "text",
+    )
+
+
+def test_bsd_3_clause_is_not_bsd_2_clause(tmp_path: Path) -> None:
+    three, two = tmp_path / "three", tmp_path / "two"
+    assert _tree_license(three, {"LICENSE": "\n".join(BSD_CLAUSES)})[0] == "BSD-3-Clause"
+    assert _tree_license(two, {"LICENSE": "\n".join(BSD_CLAUSES[:3] + BSD_CLAUSES[4:])})[0] == "BSD-2-Clause"
+
+
+def test_rust_dual_license_files_are_alternatives(tmp_path: Path) -> None:
+    files = {"LICENSE-APACHE": _common_license("Apache-2.0"), "LICENSE-MIT": MIT_TEXT}
+    assert _tree_license(tmp_path, files) == ("MIT OR Apache-2.0", "LICENSE-APACHE, LICENSE-MIT", "text")
+
+
+def test_huge_license_file_is_read_only_up_to_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real = code_connector.detect
+
+    def detect(text: str) -> Any:
+        seen.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(code_connector, "detect", detect)
+    (tmp_path / "main.py").write_text("print(1)\n")
+    block = "This line repeats to fill the file.\n" * 28_000  # about 1 MB
+    with (tmp_path / "LICENSE").open("w") as fh:
+        fh.write(MIT_TEXT + "\n")
+        for _ in range(100):  # 100 MB after the text (NULs would make it a binary file, not a licence)
+            fh.write(block)
+    doc = next(d for d, _ in iter_code(tmp_path))
+    assert doc["license"] == "MIT" and seen and max(seen) <= LICENSE_HEAD_BYTES
 
 
 @pytest.mark.parametrize(
-    ("text", "spdx"),
+    ("found", "expression"),
     [
+        ({"LICENSE": "MIT", "COPYING": "MIT"}, "MIT"),
+        ({"LICENSE-MIT": "MIT", "LICENSE-APACHE.txt": "Apache-2.0"}, "MIT OR Apache-2.0"),
         (
-            "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy",
-            "MIT",
+            {"LICENSE-MIT": "MIT", "LICENSE-APACHE": "Apache-2.0", "COPYING": "GPL-2.0-only"},
+            "(MIT OR Apache-2.0) AND GPL-2.0-only",
         ),
+        ({"LICENSE": "MIT", "COPYING": "Apache-2.0"}, "MIT AND Apache-2.0"),  # not the Rust file names
         (
-            "Redistribution and use in source and binary forms, with or without modification, are "
-            "permitted provided that the following conditions are met: 1. ... 2. ...",
-            "BSD-2-Clause",
+            {
+                "LICENSE": "Apache-2.0 OR BSD-3-Clause",
+                "LICENSE.APACHE": "Apache-2.0",
+                "LICENSE.BSD": "BSD-3-Clause",
+            },
+            "Apache-2.0 OR BSD-3-Clause",
+        ),  # the texts of the licences LICENSE names
+        (
+            {"LICENSE": "GPL-2.0-only", "COPYING": "LGPL-2.1-only OR MIT"},
+            "GPL-2.0-only AND (LGPL-2.1-only OR MIT)",
         ),
-        ("Copyright Example Corp. All rights reserved.", None),
+        ({}, None),
     ],
 )
-def test_detect_license_phrases(text: str, spdx: str | None) -> None:
-    assert detect_license(text) == spdx
-
-
-def test_python_license_is_psf() -> None:
-    found = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
-    if not found.is_file():
-        pytest.skip("this Python ships no LICENSE.txt")
-    assert detect_license(found.read_text()) == "PSF-2.0"
+def test_combine_license_files(found: dict[str, str], expression: str | None) -> None:
+    assert combine(found) == expression
 
 
 # ---------------------------------------------------------------- papers

@@ -79,8 +79,8 @@ def test_curation_tasks_and_edges_equal_the_registry(dagbag) -> None:  # type: i
     stages = dag_stages("curation")
     assert set(dag.task_dict) == {s.name for s in stages} | {"prepare", "publish"}
     edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
-    expected = {(i, s.name) for s in stages for i in s.inputs}
-    expected |= {("prepare", s.name) for s in stages if not s.inputs}
+    expected = {(i, s.name) for s in stages for i in s.upstream}
+    expected |= {("prepare", s.name) for s in stages if not s.upstream}
     expected |= {("prepare", "publish"), ("shards", "publish")}
     assert edges == expected
 
@@ -158,7 +158,10 @@ def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus:
     summary = json.loads((tmp_path / "runs/e2e/summary.json").read_text())
     assert summary["training"]["last_loss"] < summary["training"]["first_loss"]
     assert summary["documents_by_source"]["web"] > 0 and summary["tokens"]["train_tokens"] > 0
-    assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality", "near_dedup"]
+    assert [f["stage"] for f in summary["funnel"]] == [
+        "ingest", "extract", "dedup", "quality", "copyright", "near_dedup"
+    ]  # fmt: skip
+    assert summary["copyright"]["decisions"]["code"]  # the stage's decisions reach the summary
     assert Path(summary["training"]["checkpoint"]).exists()
 
 

@@ -30,9 +30,18 @@ def doc(
 # (why, the document that must stay, the one that must go)
 KEEPER_TABLE = [
     ("licence beats score", doc("b", license="MIT", score="0.1"), doc("a", license="GPL-3.0", score="0.9")),
-    ("licence beats length", doc("b", "short", license="BSD-2"), doc("a", "much longer", license="LGPL")),
+    (
+        "licence beats length",
+        doc("b", "short", license="BSD-2-Clause"),
+        doc("a", "much longer", license="LGPL-2.1"),
+    ),
     ("weak beats strong copyleft", doc("b", license="MPL-2.0"), doc("a", license="AGPL-3.0")),
-    ("a known licence beats none", doc("b", license="Proprietary"), doc("a", license=None)),
+    ("a known licence beats none", doc("b", license="CC-BY-NC-4.0"), doc("a", license=None)),
+    (
+        "an id outside SPDX is no licence",
+        doc("a", "a longer text", license="Proprietary"),
+        doc("b", "short", license=None),
+    ),
     ("score beats length", doc("b", "short", score="0.9"), doc("a", "a longer text", score="0.5")),
     ("a missing score ranks last", doc("b", score="-5"), doc("a", score=None)),
     ("NaN ranks above every score, as Spark sorts it", doc("b", score="NaN"), doc("a", score="Infinity")),

@@ -39,8 +39,10 @@ def test_code_tree_records_license_skips_caches_and_rejects_binary(tmp_path: Pat
         ("pkg/a.py", None),
     ]
     doc = docs[1][0]
-    assert (doc["license"], doc["license_source"], doc["annotations"]["code.language"]) == (
+    ann = doc["annotations"]  # "MIT License" alone is a title, not a licence text: the declared one holds
+    assert (doc["license"], doc["license_source"], ann["code.language"], ann["code.license_detected"]) == (
         "MIT",
         "LICENSE",
         "python",
+        "declared",
     )

@@ -21,17 +21,21 @@ from jobs.spark.near_dedup import mark_near_duplicates
 @pytest.mark.parametrize(
     ("license_id", "rank"),
     [
-        ("MIT", 0),
-        ("Apache-2.0", 0),
         ("LicenseRef-Public-Domain", 0),
-        ("CC-BY-4.0", 0),
-        ("LGPL-2.1", 1),
-        ("CC-BY-SA-4.0", 1),
-        ("GPL-3.0", 2),
-        ("AGPL-3.0", 2),
-        ("CC-BY-NC-4.0", 3),
-        ("Proprietary", 3),
-        (None, 4),
+        ("CC0-1.0", 0),
+        ("MIT", 1),
+        ("Apache-2.0", 1),
+        ("CC-BY-4.0", 1),
+        ("GPL-3.0-only OR MIT", 1),  # the user's choice: the less restrictive
+        ("LGPL-2.1", 2),
+        ("CC-BY-SA-4.0", 2),
+        ("GPL-2.0-or-later WITH Classpath-exception-2.0", 2),
+        ("GPL-3.0", 3),
+        ("AGPL-3.0", 3),
+        ("MIT AND GPL-3.0-only", 3),  # both apply: the more restrictive
+        ("CC-BY-NC-4.0", 4),
+        ("Proprietary", 6),  # not an SPDX id: unknown
+        (None, 6),
     ],
 )
 def test_license_rank(license_id: str | None, rank: int) -> None:

@@ -193,3 +193,17 @@ def test_overlap_command(
     assert set(copy["spans"][0]) == {"start", "end", "work", "ngrams"}
     assert clean == {"id": "clean", "overlap_fraction": 0.0, "spans": [], "truncated": False}
     assert "not JSON" in answers[2]["error"] and "text" in answers[3]["error"]
+
+
+def test_one_pass_normalisation_equals_word_by_word() -> None:
+    """The index (work_hashes) and the lookup (words) normalise in one pass; both must see exactly
+    the words that normalising each whitespace-separated word alone gives."""
+    from jobs.copyright.overlap import _NORMAL, ngram_hashes, words, work_hashes
+    from jobs.dedup.minhash import normalize
+
+    texts = [doc for _, doc in unrelated()[:300]] + list(protected().values())
+    texts.append("".join(chr(i) for i in range(0x20, 0x3000)) + " Ⅻ ǅ İstanbul ß ﬁ 12 3.5 -- ")
+    for text in texts:
+        one_by_one = [n for w in re.findall(r"\S+", text) if (n := normalize(w, _NORMAL)).strip("0")]
+        assert words(text)[0] == one_by_one
+        assert np.array_equal(work_hashes(text), np.unique(ngram_hashes(one_by_one)))

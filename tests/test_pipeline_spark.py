@@ -65,7 +65,13 @@ def test_funnel_counts_add_up(pipeline) -> None:  # type: ignore[no-untyped-def]
     assert ms["extract"].rows["data"] + ms["extract"].rows.get("rejected", 0) == (
         ms["crawl"].rows["data"] + ms["ingest"].rows["data"] + ms["warc"].rows["data"]
     )
-    for stage, upstream in (("dedup", "extract"), ("quality", "dedup"), ("near_dedup", "quality")):
+    pairs = (
+        ("dedup", "extract"),
+        ("quality", "dedup"),
+        ("copyright", "quality"),
+        ("near_dedup", "copyright"),
+    )
+    for stage, upstream in pairs:
         assert ms[stage].rows["data"] + ms[stage].rows.get("rejected", 0) == ms[upstream].rows["data"]
 
 
@@ -108,6 +114,7 @@ def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_
         "extract": False,
         "dedup": False,
         "quality": True,
+        "copyright": True,
         "near_dedup": True,
         "tokenizer": True,
         "shards": True,

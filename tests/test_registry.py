@@ -20,10 +20,26 @@ def test_order_is_topological_and_names_resolve() -> None:
 
 
 def test_downstream_is_what_a_rerun_must_force() -> None:
-    assert downstream(["quality"]) == ["quality", "near_dedup", "tokenizer", "shards", "pretrain"]
+    assert downstream(["quality"]) == [
+        "quality",
+        "copyright",
+        "near_dedup",
+        "tokenizer",
+        "shards",
+        "pretrain",
+    ]
+    # copyright reads the warc stage's archived robots.txt: a warc rerun forces it, not extract's path
+    assert "copyright" in downstream(["warc"])
     assert downstream(["tokenizer"]) == ["tokenizer", "shards", "pretrain"]
     assert downstream([]) == []
     assert downstream([s.name for s in STAGES.values() if not s.inputs]) == list(STAGES)
+
+
+def test_copyright_sits_between_quality_and_near_dedup() -> None:
+    names = list(STAGES)
+    assert names.index("quality") < names.index("copyright") < names.index("near_dedup")
+    assert STAGES["copyright"].inputs == ("quality",) and STAGES["near_dedup"].inputs == ("copyright",)
+    assert STAGES["copyright"].upstream == ("quality", "warc")
 
 
 def test_dags_split_the_registry() -> None:

@@ -67,6 +67,7 @@ def build_run(tmp: Path) -> LocalStorage:
         rejected(S4, "quality", "gopher_min_words:3"),
     ]
     put(storage, tmp, "quality", [B1, S2, W1], quality_rejects)
+    put(storage, tmp, "copyright", [B1, S2, W1], [])
     put(storage, tmp, "near_dedup", [B1, S2, W1], [])
     return storage
 
@@ -97,7 +98,9 @@ def test_rule_is_the_reason_up_to_the_first_colon(reason: str | None, rule: str)
 def test_funnel_per_source_and_rule_in_whitespace_words(tmp_path: Path) -> None:
     summary = build_summary(build_run(tmp_path), RUN)
     assert summary["token_unit"] == "whitespace_words"  # no tokenizer committed
-    assert [f["stage"] for f in summary["funnel"]] == ["ingest", "extract", "dedup", "quality", "near_dedup"]
+    assert [f["stage"] for f in summary["funnel"]] == [
+        "ingest", "extract", "dedup", "quality", "copyright", "near_dedup"
+    ]  # fmt: skip
     ingest = stage(summary, "ingest")
     assert ingest["by_source"] == {
         "book": counts(2, 2, 0, 7, 7, 0),

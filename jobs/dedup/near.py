@@ -2,7 +2,8 @@
 arithmetic. The Spark mapping (MinHash LSH candidates, verified edges, connected components, the
 keeper per cluster) is jobs/spark/near_dedup.py.
 
-Keeper priority (first wins): the most permissive known licence, then a higher quality score
+Keeper priority (first wins): the least restrictive licence class of the copyright policy
+(jobs/copyright/policy.py, the one ranking), then a higher quality score
 (`quality.score`, when a scoring stage provides one), then the longer text, then the earliest
 fetch, then the smallest id. Permissive licences first follows the licence-aware selection of
 The Stack (Kocetkov et al. 2022, section 3.1): when two copies exist, keep the one we may use most
@@ -19,28 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from jobs.copyright.policy import rank as policy_rank
+
 Row = dict[str, Any]
 SCORE = "quality.score"
 REASON = "minhash_duplicate"
 CLUSTER_ANNOTATION = "dedup.cluster_id"
 KEEPER_ANNOTATION = "dedup.keeper_id"
 
-PERMISSIVE = (
-    "MIT",
-    "BSD",
-    "APACHE",
-    "PSF",
-    "CC0",
-    "UNLICENSE",
-    "ISC",
-    "ZLIB",
-    "PUBLIC-DOMAIN",
-    "CC-BY-4",
-    "CC-BY-3",
-    "CC-BY-2",
-)
-WEAK_COPYLEFT = ("LGPL", "MPL", "EPL", "CC-BY-SA")
-STRONG_COPYLEFT = ("GPL", "AGPL")
 
 # What Spark's (ANSI) string-to-double cast accepts, as Java's Double.parseDouble does: decimal or
 # hexadecimal, an optional f/d suffix, NaN and Infinity; plus Spark's own inf/infinity/nan in any case.
@@ -53,16 +40,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def license_rank(license_id: str | None) -> int:
-    """0 permissive, 1 weak copyleft, 2 strong copyleft, 3 other known, 4 unknown."""
-    if not license_id:
-        return 4
-    lid = license_id.upper()
-    if lid.startswith(("CC-BY-NC", "CC-BY-ND")):
-        return 3
-    for rank, prefixes in enumerate((PERMISSIVE, WEAK_COPYLEFT, STRONG_COPYLEFT)):
-        if any(lid.startswith(p) or f"REF-{p}" in lid for p in prefixes):
-            return rank
-    return 3
+    """The copyright policy's class order (jobs/copyright/policy.py): 0 public domain, 1 permissive,
+    2 weak copyleft, 3 strong copyleft, 4 NC/ND, 5 proprietary, 6 unknown."""
+    return policy_rank(license_id)
 
 
 def parse_score(value: str | None) -> float | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from core.registry import STAGES
 from jobs.spark.arrow_map import map_rows
 from jobs.spark.frame import StageContext, docs, write_split
 
@@ -36,7 +37,7 @@ def run_near_dedup(ctx: StageContext) -> dict[str, Any]:
     from jobs.spark.minhash import near_duplicate_edges
     from jobs.spark.near_dedup import mark_near_duplicates, report
 
-    source = docs(ctx, "quality")
+    source = docs(ctx, STAGES["near_dedup"].inputs[0])  # the registry says what it reads
     start = time.monotonic()
     edges, stats = near_duplicate_edges(source.select("id", "text"), ctx.cfg.minhash)
     stats["seconds_signatures_lsh_verify"] = round(time.monotonic() - start, 3)

@@ -5,9 +5,12 @@ ignored ones (build output, virtualenvs) never do; the HEAD commit, its time and
 credentials) are recorded. A plain tree is walked, hidden folders and `__pycache__` left out.
 
 The language comes from the file name (a subset of GitHub linguist's `languages.yml` extensions and
-file names, then a `#!` interpreter line). The repository's license file is recorded as
-`license_source`; its text is matched against distinctive phrases of the license texts themselves
-to give an SPDX id, else the configured default.
+file names, then a `#!` interpreter line). The repository's top-level licence files (`LICENSE`,
+`COPYING`, `LICENSE-MIT`, ...) are recorded as `license_source` and run through the licence detector
+(`jobs.copyright.licenses.detect`, ScanCode's licence database); the expression found is the
+`license` of every file of the tree, else the declared `sources.code_license`, else None: a file
+saying "All rights reserved." names no licence, and unknown stays unknown. A file's own licence (an
+`SPDX-License-Identifier:` tag, a header) is the copyright stage's to find; it wins over this one.
 
 Files are rejected, with the rule in the reason, when they are:
 - vendored: GitHub linguist `lib/linguist/vendor.yml` path patterns (`node_modules/`, `vendor/`, ...);
@@ -30,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.schema import make_document
+from jobs.copyright.licenses import Detection, detect
 from jobs.readers.connectors import (
     DEFAULT_MAX_FILE_BYTES,
     Ingested,
@@ -107,32 +111,48 @@ GENERATED_MARKERS = [
 ]
 MINIFIED_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".css"})
 LICENSE_FILE = re.compile(r"^(LICEN[CS]E|COPYING|UNLICENSE)([-._][\w.-]*)?$", re.I)
-LICENSE_HEAD_BYTES = 200_000  # the GPL-3.0 text is 35 KB; the phrases are near the top
-
-# Distinctive phrases of each license's own text, most specific first (LGPL/AGPL texts mention the GPL,
-# the Python license mentions BSD-style terms).
-LICENSE_PHRASES = [
-    ("PSF-2.0", r"python software foundation license version 2"),
-    ("Apache-2.0", r"apache license,? version 2\.0"),
-    ("MPL-2.0", r"mozilla public license,? (version|v\.) 2\.0"),
-    ("AGPL-3.0", r"gnu affero general public license\s+version 3"),
-    ("LGPL-3.0", r"gnu lesser general public license\s+version 3"),
-    ("LGPL-2.1", r"gnu lesser general public license\s+version 2\.1"),
-    ("LGPL-2.0", r"gnu library general public license\s+version 2"),
-    ("GPL-3.0", r"gnu general public license\s+version 3"),
-    ("GPL-2.0", r"gnu general public license\s+version 2"),
-    ("BSD-3-Clause", r"redistribution and use in source and binary forms.*(neither the name|names of its)"),
-    ("BSD-2-Clause", r"redistribution and use in source and binary forms"),
-    ("MIT", r"permission is hereby granted, free of charge, to any person obtaining a copy|^mit license"),
-    ("Unlicense", r"this is free and unencumbered software released into the public domain"),
-    ("CC0-1.0", r"cc0 1\.0 universal"),
-]  # fmt: skip
+LICENSE_HEAD_BYTES = 200_000  # the GPL-3.0 text is 35 KB; a "licence file" may be any size
+# Rust API guidelines C-PERMISSIVE: a crate under "MIT OR Apache-2.0" ships both texts, as LICENSE-MIT
+# and LICENSE-APACHE; the two files are alternatives for the user, not two conditions to meet.
+DUAL_LICENSE = {
+    "MIT": re.compile(r"^LICEN[CS]E[-._]MIT\b", re.I),
+    "Apache-2.0": re.compile(r"^LICEN[CS]E[-._]APACHE\b", re.I),
+}
+_LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+:-]*")
 
 
-def detect_license(text: str) -> str | None:
-    """SPDX id from a license file's text, or None when no phrase matches."""
-    flat = " ".join(text.lower().split())
-    return next((spdx for spdx, phrase in LICENSE_PHRASES if re.search(phrase, flat)), None)
+def detect_file(path: Path) -> Detection | None:
+    """The licence of a licence file, from its head only."""
+    with path.open("rb") as fh:
+        return detect(decode_file(fh.read(LICENSE_HEAD_BYTES))[0])
+
+
+def combine(found: dict[str, str]) -> str | None:
+    """One SPDX expression for the licence files' expressions (file name -> expression): the Rust
+    dual licence as OR, the rest joined with AND. A file holding the text of a licence that another
+    file's expression names (LICENSE "Apache-2.0 OR BSD-3-Clause" with LICENSE.APACHE) adds nothing."""
+    parts = list(dict.fromkeys(found.values()))
+    named = {p: set(_LICENSE_ID.findall(p)) - {"AND", "OR", "WITH"} for p in parts}
+    parts = [p for p in parts if not any(q != p and p in named[q] for q in parts)]
+    if all(any(e == spdx and rule.match(f) for f, e in found.items()) for spdx, rule in DUAL_LICENSE.items()):
+        parts = ["MIT OR Apache-2.0"] + [p for p in parts if p not in DUAL_LICENSE]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return " AND ".join(f"({p})" if " " in p else p for p in parts)
+
+
+def repository_license(root: Path, license_files: list[str], declared: str | None) -> dict[str, Any]:
+    """`license`, `license_source` and the `code.license_*` annotations every file of the tree gets:
+    detected in the licence files, else declared, else none."""
+    facts: dict[str, Any] = {"license": declared, "code.license_detected": "declared" if declared else "none"}
+    if license_files:
+        facts["license_source"] = ", ".join(license_files)
+    found = {f: d for f in license_files if (d := detect_file(root / f))}
+    if found:
+        facts["license"] = combine({f: d.expression for f, d in found.items()})
+        facts["code.license_detected"] = "text"
+        facts["code.license_confidence"] = f"{min(d.confidence for d in found.values()):.4f}"
+    return facts
 
 
 def language_of(rel: str, head: bytes = b"") -> str | None:
@@ -247,7 +267,7 @@ def _check(path: Path, rel: str, max_file_bytes: int) -> tuple[str, str, str, st
     return text, lang, encoding, None
 
 
-def _file(root: Path, rel: str, cap: int, license_id: str | None, facts: dict[str, Any]) -> Ingested:
+def _file(root: Path, rel: str, cap: int, facts: dict[str, Any]) -> Ingested:
     path = root / rel
     text, lang, encoding, reason = _check(path, rel, cap)
     annotations = {"code.path": rel, "code.language": lang, "ingest.encoding": encoding}
@@ -257,7 +277,7 @@ def _file(root: Path, rel: str, cap: int, license_id: str | None, facts: dict[st
         f"{root.name}/{rel}",
         text,
         domain=root.name,
-        license=license_id,
+        license=facts.get("license"),
         license_source=facts.get("license_source"),
         content_type="text/x-source",
         created_at=facts.get("created_at") or (None if path.is_symlink() else file_time(path)),
@@ -269,20 +289,14 @@ def _file(root: Path, rel: str, cap: int, license_id: str | None, facts: dict[st
 def iter_code(
     root: Path, license_id: str | None = None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 ) -> Iterator[Ingested]:
-    """One document per file of the tree or repository at `root`; the license file is provenance,
-    not a document. `license_id` is the default when the license text matches no known phrase."""
+    """One document per file of the tree or repository at `root`; the licence files are provenance,
+    not documents. `license_id` is the declared licence, used when the licence files name none."""
     files, facts = list_files(root)
     license_files = [f for f in files if "/" not in f and LICENSE_FILE.match(f) and (root / f).is_file()]
-    detected = None
-    if license_files:
-        license_file = sorted(license_files, key=lambda f: (f.upper().startswith("COPYING"), f))[0]
-        facts["license_source"] = license_file
-        with (root / license_file).open("rb") as fh:  # the head only: a "license" may be any size
-            detected = detect_license(decode_file(fh.read(LICENSE_HEAD_BYTES))[0])
-        facts["code.license_detected"] = "text" if detected else "default"
-    license_id = detected or license_id or None
+    license_files.sort(key=lambda f: (f.upper().startswith("COPYING"), f))
+    facts.update(repository_license(root, license_files, license_id or None))
     for rel in files:
         if rel in license_files or not ((root / rel).is_file() or (root / rel).is_symlink()):
             continue  # license files are provenance; submodule links and deleted files are not files
-        build = partial(_file, root, rel, max_file_bytes, license_id, facts)
+        build = partial(_file, root, rel, max_file_bytes, facts)
         yield guarded("code", f"{root.name}/{rel}", build, domain=root.name)
