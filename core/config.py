@@ -497,8 +497,41 @@ class TokenizerConfig(_Strict):
 
 
 class ShardConfig(_Strict):
+    """Token shards (jobs/tokens/shards.py): the validation split by document hash, a global seeded
+    shuffle, shards of at most `max_shard_tokens`, a sha256 per block of `block_tokens` tokens so a
+    ranged read can be verified without reading the whole shard."""
+
     val_fraction: float = Field(0.05, ge=0, lt=1)
     max_shard_tokens: int = Field(50_000_000, ge=1, le=10**12)
+    shuffle_seed: int = Field(0, ge=0, le=2**32 - 1)
+    block_tokens: int = Field(1 << 20, ge=1024, le=1 << 30)
+
+
+class MixtureConfig(_Strict):
+    """Mixture weights (training split only): a weight multiplies a source's natural token count;
+    above 1 documents repeat (whole copies, then a seeded sample for the fraction), below 1 a seeded
+    sample is kept. No document repeats more than `max_repeats` times: Muennighoff et al. (2023,
+    "Scaling Data-Constrained Language Models", section 5) find up to 4 epochs of repeated data
+    nearly as good as unique data, with returns vanishing beyond about 16."""
+
+    weights: dict[SourceTypeName, Annotated[float, Field(ge=0, le=1000)]] = Field({}, max_length=6)
+    language_weights: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")], Annotated[float, Field(ge=0, le=1000)]
+    ] = Field({}, max_length=500)
+    max_repeats: float = Field(4.0, ge=1, le=1000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+class PublishConfig(_Strict):
+    """Where the final shards, tokenizer and manifest are published (jobs/publish.py). `uri` is the
+    deployment's choice (config-only): an `s3://bucket/prefix/` or a local folder; None publishes in
+    place (the committed shards are the published dataset). Uploads use boto3's TransferConfig."""
+
+    uri: str | None = Field(None, max_length=2000)
+    multipart_threshold_mb: int = Field(64, ge=5, le=5 * 1024)  # S3: parts of at least 5 MiB
+    multipart_chunksize_mb: int = Field(16, ge=5, le=5 * 1024)
+    max_concurrency: int = Field(8, ge=1, le=64)
+    verify: Literal["checksum", "reread"] = "checksum"
 
 
 class TrainConfig(_Strict):
@@ -556,6 +589,64 @@ class TrainConfig(_Strict):
         return self
 
 
+GateMode = Literal["fail", "warn", "off"]
+_LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+
+class StageGate(_Strict):
+    """One stage's overrides of the `validate` defaults (None keeps the default)."""
+
+    mode: GateMode | None = None
+    min_text_chars: int | None = Field(None, ge=0, le=10**9)
+    max_text_chars: int | None = Field(None, ge=1, le=10**10)
+    max_duplicate_rate: float | None = Field(None, ge=0, le=1)
+    min_language_share: float | None = Field(None, ge=0, le=1)
+    min_language_shares: dict[_LanguageCode, Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, max_length=500
+    )
+    max_unknown_license_share: float | None = Field(None, ge=0, le=1)
+    max_domain_share: float | None = Field(None, ge=0, le=1)
+    min_train_tokens: int | None = Field(None, ge=0, le=10**15)
+
+
+class ValidateConfig(_Strict):
+    """Great Expectations gates at every stage boundary (jobs/validate/). `mode`: `fail` stops the
+    stage before its commit, `warn` commits and records the failures, `off` skips the gate. The
+    thresholds are defaults for every stage; `stages` overrides them per stage. `max_rows` bounds
+    the rows a gate reads per part (beyond it, the first `max_rows` rows are checked and the result
+    says `sampled`); `sample_rows` is how many offending ids a failure names. A share of 1.0 (or a
+    minimum of 0) leaves a check informative only: it still reports the observed value."""
+
+    mode: GateMode = "fail"
+    sample_rows: int = Field(5, ge=0, le=100)
+    max_rows: int = Field(5_000_000, ge=1, le=10**9)
+    data_docs: bool = True
+    min_text_chars: int = Field(1, ge=0, le=10**9)  # from extract on: no empty documents
+    max_text_chars: int = Field(100_000_000, ge=1, le=10**10)
+    max_duplicate_rate: float = Field(0.0, ge=0, le=1)  # kept rows sharing a normalised-text hash
+    min_language_share: float = Field(0.5, ge=0, le=1)  # quality: documents with a language
+    min_language_shares: dict[_LanguageCode, Annotated[float, Field(ge=0, le=1)]] = Field({}, max_length=500)
+    max_unknown_license_share: float = Field(1.0, ge=0, le=1)  # copyright: class `unknown`
+    max_domain_share: float = Field(1.0, ge=0, le=1)  # the largest single domain's share (1.0: off)
+    min_train_tokens: int = Field(1, ge=0, le=10**15)  # shards
+    stages: dict[str, StageGate] = Field({}, max_length=64)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, StageGate]) -> dict[str, StageGate]:
+        from core.registry import STAGES
+
+        if unknown := sorted(set(value) - set(STAGES)):
+            raise ValueError(f"unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
+        return value
+
+    def for_stage(self, name: str) -> ValidateConfig:
+        """The settings one stage's gate runs with: the defaults, then its `stages` entry."""
+        gate = self.stages.get(name)
+        update = {} if gate is None else {k: v for k, v in gate.model_dump().items() if v is not None}
+        return self.model_copy(update={**update, "stages": {}})
+
+
 LOCATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -580,7 +671,10 @@ class PipelineConfig(_Strict):
     minhash: MinHashConfig = MinHashConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardConfig = ShardConfig()
+    mixture: MixtureConfig = MixtureConfig()
+    publish: PublishConfig = PublishConfig()
     train: TrainConfig = TrainConfig()
+    validation: ValidateConfig = ValidateConfig()  # `validate` would shadow BaseModel.validate
 
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -63,6 +63,9 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
     "minhash": "*",
     "tokenizer": "*",
     "shards": "*",
+    "mixture": "*",
+    # publish.uri is a destination: config-only.
+    "publish": frozenset({"multipart_threshold_mb", "multipart_chunksize_mb", "max_concurrency", "verify"}),
     # train.init_from is a path: a param names a location instead (train.init_location).
     "train": frozenset(
         {
@@ -76,6 +79,7 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
     ),
     "ray": frozenset({"num_workers", "use_gpu", "cpus_per_worker"}),
     "spark": frozenset({"shuffle_partitions", "driver_memory"}),
+    "validation": "*",  # gate modes and thresholds: a trigger may loosen a gate, never point it elsewhere
     # config-only sections: storage (root, endpoint, credentials), locations, profile
 }
 

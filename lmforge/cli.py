@@ -23,7 +23,12 @@ from typing import Any
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 # modules whose @command functions become subcommands
-MODULES = ("lmforge.commands", "lmforge.copyright_commands", "lmforge.overlap_commands")
+MODULES = (
+    "lmforge.commands",
+    "lmforge.copyright_commands",
+    "lmforge.overlap_commands",
+    "lmforge.validate_commands",
+)
 
 
 def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None):

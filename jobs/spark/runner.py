@@ -1,13 +1,15 @@
 """Run one curation stage on Spark: plan it from the registry, skip when current, commit atomically.
 
-`run_stage` is the one way to run a stage; `lmforge stage NAME` (lmforge/cli.py), spark-submit
-(jobs/spark/main.py), the demo, the benchmarks and the tests all call it. The SparkSession is
+`run_stage` is the one way to run a stage (and so the one place its validation gate runs);
+`lmforge stage NAME` (lmforge/cli.py), spark-submit (jobs/spark/main.py), the demo, the benchmarks
+and the tests all call it. The SparkSession is
 created only when the stage must actually run.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,16 @@ def run_stage(
         # materialize refuses a local folder holding a file its manifest does not list.
         cache = default_cache_root()
         inputs = {i: materialize(storage, m, cache) for i, m in plan.inputs.items()}
-        return resolve(stage(name).adapter)(StageContext(session, cfg, inputs, plan.inputs, out, name))
+        stats: dict[str, Any] = resolve(stage(name).adapter)(
+            StageContext(session, cfg, inputs, plan.inputs, out, name)
+        )
+        # The gate runs before the commit: a dataset that fails it is never committed, so the next
+        # stage cannot start on it (jobs/validate/gates.py).
+        start = time.monotonic()
+        from jobs.validate.gates import gate  # GX is imported here, and its import time counted
+
+        if (record := gate(name, cfg, out, plan.inputs)) is not None:
+            stats["validation"] = {**record, "seconds": round(time.monotonic() - start, 3)}
+        return stats
 
     return run_committed(storage, plan, work, force=force)
