@@ -143,7 +143,9 @@ def curation() -> None:
 
     @task(outlets=[TOKEN_SHARDS])
     def publish(run: dict, outlet_events=None) -> dict:
-        """Announce the committed shards to the pretraining DAG (the event carries the run id)."""
+        """Publish the shards, tokenizer and manifest to the deployment's `publish.uri` (manifest last,
+        every file verified) and announce them: the event names the published manifest and carries
+        the run id that the pretraining DAG reads."""
         from orchestration.params import publish_shards
 
         info = publish_shards(run)

@@ -119,12 +119,24 @@ def prepare_run(params: dict[str, Any], airflow_run_id: str, dag: str = "curatio
 
 
 def publish_shards(prepared: dict[str, str]) -> dict[str, Any]:
+    """Publish the run's committed shards to the deployment's `publish.uri` (jobs/publish; in place
+    without one) and describe them for the `token_shards` Asset event: `manifest` is the published
+    manifest's URI, written last, so an event never names a half-published dataset. The destination
+    comes from the config only: `prepared` holds overrides `prepare_run` checked, and core/overrides.py
+    refuses `publish.uri`."""
+    from jobs.publish import publish
+
     cfg = load_config(prepared["profile"], prepared["overrides_json"])
-    storage = open_storage(cfg.storage)
-    manifest = require_manifest(storage, prepared["run_id"], "shards")
+    result = publish(cfg, prepared["run_id"])
+    manifest = require_manifest(open_storage(cfg.storage), prepared["run_id"], "shards")
     return {
         **prepared,
-        "uri": storage.uri(f"runs/{prepared['run_id']}/shards"),
+        "uri": result.dataset_uri,
+        "manifest": result.manifest_uri,
+        "in_place": result.in_place,
+        "files": result.files,
+        "bytes": result.bytes,
+        "uploaded": result.uploaded,
         "fingerprint": manifest.fingerprint,
         "train_tokens": manifest.stats.get("train_tokens", 0),
     }
