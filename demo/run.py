@@ -169,9 +169,11 @@ def main(args: argparse.Namespace) -> None:
     key = f"runs/{args.run_id}/summary.json"
     summary = json.loads(storage.read_bytes(key))
     print("\n" + render_summary(summary))
-    print(f"\nDemo finished in {time.monotonic() - start:.0f} s. Summary:")
-    local = storage.local_dir(key)
-    print(local if local is not None else storage.uri(key))
+    report = f"runs/{args.run_id}/report/index.html"
+    print(f"\nDemo finished in {time.monotonic() - start:.0f} s. Data report (open it in a browser):")
+    print(storage.local_dir(report) or storage.uri(report))
+    print("Summary:")
+    print(storage.local_dir(key) or storage.uri(key))
 
 
 if __name__ == "__main__":

@@ -76,12 +76,12 @@ def tally_batches(batches: Iterable[pa.RecordBatch], count: TokenCount) -> dict[
     return out
 
 
-def _batches(files: list[Path]) -> Iterator[pa.RecordBatch]:
+def _batches(files: list[Path], wanted: tuple[str, ...] = _COLUMNS) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     for path in files:
         pf = pq.ParquetFile(path)
-        columns = [c for c in _COLUMNS if c in pf.schema_arrow.names]
+        columns = [c for c in wanted if c in pf.schema_arrow.names]
         yield from pf.iter_batches(batch_size=_BATCH, columns=columns)
 
 
@@ -114,14 +114,19 @@ class RunReader:
             self._folders[manifest.stage] = materialize(self.storage, manifest, self.cache)
         return self._folders[manifest.stage]
 
+    def batches(self, stage: str, part: str, columns: tuple[str, ...] = _COLUMNS) -> Iterator[pa.RecordBatch]:
+        """Record batches of `<stage>/<part>/*.parquet` (the `columns` it has); none when the stage is
+        not committed. Other passes over a run (jobs/report_stats.py) read through this too."""
+        m = self.manifests.get(stage)
+        names = [f["path"] for f in m.files] if m else []
+        files = [p for p in names if p.startswith(f"{part}/") and p.endswith(".parquet")]
+        folder = self._folder(m) if m and files else Path()
+        return _batches([folder / p for p in files], columns)
+
     def part(self, stage: str, part: str) -> dict[Key, Tally]:
         """Tallies of `<stage>/<part>/*.parquet`; empty when the stage is not committed."""
         if (stage, part) not in self._parts:
-            m = self.manifests.get(stage)
-            names = [f["path"] for f in m.files] if m else []
-            files = [p for p in names if p.startswith(f"{part}/") and p.endswith(".parquet")]
-            folder = self._folder(m) if m and files else Path()
-            self._parts[stage, part] = tally_batches(_batches([folder / p for p in files]), self.count)
+            self._parts[stage, part] = tally_batches(self.batches(stage, part), self.count)
         return self._parts[stage, part]
 
 

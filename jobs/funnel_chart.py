@@ -8,7 +8,7 @@ from typing import Any
 
 from core.schema import SOURCE_TYPES
 
-_COLORS = dict(
+COLORS = dict(
     zip(SOURCE_TYPES, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"), strict=True)
 )
 
@@ -18,16 +18,18 @@ def _sources(funnel: list[dict[str, Any]]) -> list[str]:
     return [s for s in SOURCE_TYPES if s in seen] + sorted(seen - set(SOURCE_TYPES))
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes, closed after; no software version in the metadata, so same bytes."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})  # no version: same bytes
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """pyplot on the Agg backend: charts are drawn in workers and tests without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +40,7 @@ def _pyplot() -> Any:
 
 def plot_funnel(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
     """PNG: per stage an `in` bar (light) and an `out` bar, stacked by source; documents, then tokens."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import EngFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
@@ -50,7 +52,7 @@ def plot_funnel(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
                 values = [row.get("by_source", {}).get(source, {}).get(f"{unit}_{side}", 0) for row in funnel]
                 xs = [i + offset for i in range(len(stages))]
                 label = source if side == "out" else None
-                ax.bar(xs, values, 0.38, bottom=bottom, color=_COLORS.get(source, "#999999"), alpha=alpha,
+                ax.bar(xs, values, 0.38, bottom=bottom, color=COLORS.get(source, "#999999"), alpha=alpha,
                        label=label)  # fmt: skip
                 bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         ax.set_xticks(range(len(stages)), stages)
@@ -59,12 +61,12 @@ def plot_funnel(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
         ax.set_title(f"{unit.capitalize()} in (light) and out per stage")
     if sources:
         fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_rules(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
     """PNG: documents and tokens each rule removed (`stage: rule`), stacked by source."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import EngFormatter
 
     bars = [
@@ -80,7 +82,7 @@ def plot_rules(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
         left = [0] * len(bars)
         for source in sources:
             values = [per.get(source, {}).get(unit, 0) for _, per in bars]
-            ax.barh(ys, values, left=left, color=_COLORS.get(source, "#999999"), label=source)
+            ax.barh(ys, values, left=left, color=COLORS.get(source, "#999999"), label=source)
             left = [a + v for a, v in zip(left, values, strict=True)]
         ax.set_xlabel(unit if unit == "documents" else f"tokens ({token_unit})")
         ax.xaxis.set_major_formatter(EngFormatter())
@@ -89,4 +91,4 @@ def plot_rules(funnel: list[dict[str, Any]], token_unit: str) -> bytes:
     axes[0].invert_yaxis()
     if sources and bars:
         fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="outside right upper")
-    return _png(fig)
+    return png_bytes(fig)

@@ -1,6 +1,7 @@
 """The run summary: a funnel (documents and tokens in/out per stage and per source, and what each rule
 removed from each source), the language mix of what reaches the tokenizer, tokens, training loss, and
-where everything is. Written as `runs/<run id>/summary.json`, with the funnel's charts beside it."""
+where everything is. Written as `runs/<run id>/summary.json`, with the funnel's charts beside it and
+the data report (`report/index.html`, jobs/data_report.py) listed under `report`."""
 
 from __future__ import annotations
 
@@ -63,6 +64,18 @@ def source_mix(ms: dict[str, Manifest | None]) -> dict[str, int]:
 def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
     """Every section is read off the registry (core/registry.py): a new stage reports by declaring
     `funnel`, `summary_section` and `summary` there."""
+    return summarise(storage, run_id)[0]
+
+
+def stage_checks(ms: dict[str, Manifest | None]) -> dict[str, Any]:
+    """Each committed stage's data gate (`stats["validation"]`), when it ran one."""
+    return {
+        n: m.stats["validation"] for n, m in ms.items() if m and isinstance(m.stats.get("validation"), dict)
+    }
+
+
+def summarise(storage: Storage, run_id: str) -> tuple[dict[str, Any], RunReader]:
+    """The summary and the reader that counted it (its token counts are reused by the data report)."""
     ms = {n: read_manifest(storage, run_id, n) for n in STAGES}
     sections: dict[str, Any] = {}
     for stage in STAGES.values():
@@ -70,7 +83,8 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
             m = ms[stage.name]
             sections[stage.summary_section] = dict(pick(m.stats, k) for k in stage.summary) if m else {}
     reader = RunReader(storage, ms)
-    return {
+    shards = ms.get("shards")
+    summary = {
         "run_id": run_id,
         "run_folder": storage.uri(f"runs/{run_id}"),
         **sections,
@@ -78,6 +92,8 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
         "token_unit": reader.token_unit,
         "funnel": [{**funnel_row(s, ms), **stage_detail(s, reader)} for s in STAGES.values() if s.funnel],
         "language_mix": language_mix(reader),
+        "mixture": shards.stats.get("mixture") if shards else None,
+        "validation": stage_checks(ms),
         "charts": {name: storage.uri(f"runs/{run_id}/{file}") for name, file in CHARTS.items()},
         "stages": {
             n: {
@@ -91,18 +107,24 @@ def build_summary(storage: Storage, run_id: str) -> dict[str, Any]:
             for n, m in ms.items()
         },
     }
+    return summary, reader
 
 
 def write_summary(run_id: str, profile: str | None = None, overrides_json: str | None = None) -> str:
-    """Build, store and return the URI of `summary.json`; the charts are drawn from its numbers."""
+    """Build, store and return the URI of `summary.json`; the charts are drawn from its numbers, and
+    the data report (jobs/data_report.py) is written under `report/` and listed in it."""
+    from jobs.data_report import write_report
     from jobs.funnel_chart import plot_funnel, plot_rules
+    from jobs.report_stats import distributions
 
     cfg = load_config(profile or None, overrides_json or None)
     storage = open_storage(cfg.storage)
-    summary = build_summary(storage, run_id)
+    summary, reader = summarise(storage, run_id)
     funnel, unit = summary["funnel"], summary["token_unit"]
     storage.write_bytes(f"runs/{run_id}/{CHARTS['funnel']}", plot_funnel(funnel, unit))
     storage.write_bytes(f"runs/{run_id}/{CHARTS['rules']}", plot_rules(funnel, unit))
+    summary["distributions"] = distributions(reader)
+    summary["report"] = write_report(storage, summary, reader, summary["distributions"])
     key = f"runs/{run_id}/summary.json"
     storage.write_bytes(key, json.dumps(summary, indent=1).encode())
     return storage.uri(key)
@@ -232,6 +254,9 @@ def render_summary(s: dict[str, Any]) -> str:
             f"  checkpoint: {tr['checkpoint']}",
             f"  TensorBoard: {tr.get('tensorboard')}",
         ]
+    report = s.get("report") or {}
+    if report:
+        lines += ["", f"Data report: {report.get('html')}", f"  markdown: {report.get('markdown')}"]
     lines += ["", "Stages:"] + [
         f"  {n:<10} {v['uri']}  (code {v.get('code_version')})"
         for n, v in s["stages"].items()

@@ -110,9 +110,12 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @command(
-    "report", "Build, store and print a run's summary (funnel, sources, tokens, training)", _report_arguments
+    "report",
+    "Build, store and print a run's summary and its data report (report/index.html, index.md, charts)",
+    _report_arguments,
 )
 def report(args: argparse.Namespace) -> int:
+    """The summary on stdout (text or JSON); on stderr the summary's URI, then the data report's."""
     import json
 
     from core.config import load_config
@@ -126,6 +129,7 @@ def report(args: argparse.Namespace) -> int:
     summary = json.loads(storage.read_bytes(f"runs/{args.run_id}/summary.json"))  # as stored, not rebuilt
     print(json.dumps(summary, indent=1) if args.json else render_summary(summary))
     print(uri, file=sys.stderr)
+    print((summary.get("report") or {}).get("html"), file=sys.stderr)
     return 0
 
 
