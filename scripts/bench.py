@@ -160,6 +160,15 @@ def main() -> None:
     from scripts.bench_copyright import report as bench_copyright
 
     print(bench_copyright(runs=args.runs))
+    from scripts.bench_shards import report as bench_shards
+
+    print(bench_shards(runs=args.runs))
+    from scripts.bench_publish import report as bench_publish
+
+    print(bench_publish(runs=args.runs))
+    from scripts.bench_validate import report as bench_validate
+
+    print(bench_validate(runs=args.runs))
     # Licence detection accuracy per SPDX id and per kind (issue 14's "Must show").
     subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "license_eval.py")], check=True)
 
