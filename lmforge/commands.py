@@ -143,6 +143,13 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     "demo", "Build the demo corpus and run the curation and pretrain DAGs through Airflow", _demo_arguments
 )
 def demo(args: argparse.Namespace) -> int:
+    from core.prereqs import check_prereqs
+
+    problems = check_prereqs()  # Python 3.11+, Java 17+: before minutes of setup, not after
+    for problem in problems:
+        print(f"lmforge demo: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     from demo.run import main as demo_main
 
     demo_main(args)

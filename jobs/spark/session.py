@@ -1,14 +1,14 @@
-"""SparkSession creation with a clear failure when Java is missing (PySpark's own error is a
-wall of Py4J text)."""
+"""SparkSession creation with a clear failure when Java is missing or older than 17 (PySpark's
+own error is a wall of Py4J text)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from core.prereqs import java_missing_message, java_ok, locate_java
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,20 +18,20 @@ class JavaMissingError(RuntimeError):
     pass
 
 
+class JavaVersionError(JavaMissingError):
+    """A `java` was found but is older than Java 17, or its version could not be read."""
+
+
 def find_java() -> str:
-    """Path of the `java` Spark will use: $JAVA_HOME/bin/java, else `java` on PATH."""
-    home = os.environ.get("JAVA_HOME")
-    candidate = str(Path(home, "bin", "java")) if home else shutil.which("java")
-    if not candidate or not os.access(candidate, os.X_OK):
-        where = f"JAVA_HOME={home!r}" if home else "PATH"
-        raise JavaMissingError(
-            f"Java not found ({where}): Spark needs a Java 17+ runtime; install one "
-            "(e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME"
-        )
-    out = subprocess.run([candidate, "-version"], capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        raise JavaMissingError(f"Java at {candidate} does not run: {out.stderr.strip()[:200]}")
-    return candidate
+    """Path of the `java` Spark will use: $JAVA_HOME/bin/java, else `java` on PATH; it must report
+    Java 17+ (PySpark 4's minimum) by `java -version`."""
+    java, where = locate_java()
+    if java is None:
+        raise JavaMissingError(java_missing_message(where))
+    problem = java_ok(java)
+    if problem:
+        raise JavaVersionError(problem)
+    return str(java)
 
 
 def get_spark(
