@@ -13,6 +13,7 @@ everything, `rerun_from` a stage and its readers.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -21,6 +22,7 @@ from airflow.sdk import Param, dag, task
 from core.config import LOCATION_NAME
 from core.registry import dag_stages
 from orchestration.assets import TOKEN_SHARDS
+from orchestration.callbacks import default_args
 from orchestration.params import config_choices, nullable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +38,25 @@ OVERRIDES = (
     "endpoints, paths, crawler safety settings and secrets are refused)"
 )
 
+# Trigger-form sections (the UI groups params by their `section`, in order of first appearance).
+RUN, CRAWL, SOURCES, CURATION, COPYRIGHT, ADVANCED = (
+    "Run",
+    "Crawl",
+    "Sources",
+    "Curation",
+    "Copyright",
+    "Advanced",
+)
+# Execution timeouts: generous upper bounds that catch a hung task (a stuck Spark job, a crawl that
+# never ends), not budgets. A stage is one Spark job over the whole corpus: the demo takes minutes,
+# a cluster crawl or MinHash pass over a large corpus hours, so 6 h. `prepare` only validates the
+# config, and `publish` uploads the committed shards and tokenizer and verifies them (token shards
+# are small next to the corpus): 30 min; raise it for a slow link to a large `publish.uri`.
+# No `pool="spark"`: a scheduler never schedules a task whose pool does not exist (it only logs a
+# warning), and nothing creates the pool yet; `dag.test()` ignores pools.
+STAGE_TIMEOUT = timedelta(hours=6)
+LIGHT_TIMEOUT = timedelta(minutes=30)
+
 
 def prepared(key: str) -> str:
     """Jinja for one field of what the `prepare` task returned."""
@@ -48,59 +69,93 @@ def prepared(key: str) -> str:
     catchup=False,
     doc_md=__doc__,
     tags=["lmforge", "curation"],
+    default_args=default_args(execution_timeout=STAGE_TIMEOUT),
+    max_active_runs=1,  # runs share the Spark cluster; a stage already parallelises inside itself
     params={
-        "run_id": nullable("string", "Run id (empty: from the Airflow run id)", maxLength=128),
-        "seeds": nullable("array", "Crawl seed URLs (empty: the profile's)", items=URLS),
-        "allow_domains": nullable("array", "Domains to crawl (empty: seed hosts)", items=URLS),
-        "deny_domains": nullable("array", "Domains the crawl never enters", items=URLS),
-        "max_pages": nullable("integer", "Pages to fetch in all", minimum=0, maximum=10_000_000),
-        "max_pages_per_host": nullable("integer", "Pages per host", minimum=0, maximum=10_000_000),
-        "max_depth": nullable("integer", "Link depth from the seeds", minimum=0, maximum=100),
-        "delay_s": nullable("number", "Seconds between requests to one host", minimum=0, maximum=3600),
+        "run_id": nullable("string", "Run id (empty: from the Airflow run id)", section=RUN, maxLength=128),
+        "force": Param(
+            False, type="boolean", section=RUN, description="Rerun every stage, even those already committed"
+        ),
+        "rerun_from": nullable(
+            "string",
+            "Rerun this stage and every stage that reads it",
+            section=RUN,
+            enum=[s.name for s in STAGES],
+        ),
+        "seeds": nullable("array", "Crawl seed URLs (empty: the profile's)", section=CRAWL, items=URLS),
+        "allow_domains": nullable("array", "Domains to crawl (empty: seed hosts)", section=CRAWL, items=URLS),
+        "deny_domains": nullable("array", "Domains the crawl never enters", section=CRAWL, items=URLS),
+        "max_pages": nullable(
+            "integer", "Pages to fetch in all", section=CRAWL, minimum=0, maximum=10_000_000
+        ),
+        "max_pages_per_host": nullable(
+            "integer", "Pages per host", section=CRAWL, minimum=0, maximum=10_000_000
+        ),
+        "max_depth": nullable("integer", "Link depth from the seeds", section=CRAWL, minimum=0, maximum=100),
+        "delay_s": nullable(
+            "number", "Seconds between requests to one host", section=CRAWL, minimum=0, maximum=3600
+        ),
         "sources": Param(
             SOURCE_KINDS,
             type="array",
             items={"type": "string", "enum": SOURCE_KINDS},
+            section=SOURCES,
             description="Local source kinds to ingest (the crawl and WARC paths are set separately)",
         ),
-        "books": nullable("string", f"Books folder (.txt, .epub, HTML chapters): {LOCATION}", **NAME),
-        "code": nullable("string", f"Source tree or git repository: {LOCATION}", **NAME),
-        "papers": nullable("string", f"Folder of JATS XML, LaTeX and PDF papers: {LOCATION}", **NAME),
-        "social": nullable("array", f"JSONL/CSV post dumps: {LOCATIONS}", items=NAMES),
-        "synthetic_count": Param(
-            0, type="integer", minimum=0, maximum=10_000_000, description="Synthetic documents (0: none)"
+        "books": nullable(
+            "string", f"Books folder (.txt, .epub, HTML chapters): {LOCATION}", section=SOURCES, **NAME
         ),
-        "warc": nullable("array", f"WARC/WET files or folders: {LOCATIONS}", items=NAMES),
+        "code": nullable("string", f"Source tree or git repository: {LOCATION}", section=SOURCES, **NAME),
+        "papers": nullable(
+            "string", f"Folder of JATS XML, LaTeX and PDF papers: {LOCATION}", section=SOURCES, **NAME
+        ),
+        "social": nullable("array", f"JSONL/CSV post dumps: {LOCATIONS}", section=SOURCES, items=NAMES),
+        "synthetic_count": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=10_000_000,
+            section=SOURCES,
+            description="Synthetic documents (0: none)",
+        ),
+        "warc": nullable("array", f"WARC/WET files or folders: {LOCATIONS}", section=SOURCES, items=NAMES),
         "repeated_lines": Param(
-            False, type="boolean", description="C4-style removal of lines repeated across web pages"
+            False,
+            type="boolean",
+            section=CURATION,
+            description="C4-style removal of lines repeated across web pages",
         ),
         "minhash_threshold": nullable(
             "number",
             "Near-dedup Jaccard threshold (empty: 0.8, FineWeb / Lee et al. 2022)",
+            section=CURATION,
             exclusiveMinimum=0,
             exclusiveMaximum=1,
         ),
         "protected_works": nullable(
-            "string", f"Folder of protected works (.txt) to find verbatim copies of: {LOCATION}", **NAME
+            "string",
+            f"Folder of protected works (.txt) to find verbatim copies of: {LOCATION}",
+            section=COPYRIGHT,
+            **NAME,
         ),
         "overlap_action": nullable(
             "string",
             "What to do with a copied span (empty: drop the document)",
+            section=COPYRIGHT,
             enum=config_choices("copyright", "overlap_action"),
         ),
         "optout_registry": nullable(
-            "string", f"Per-domain opt-out registry (JSON lines): {LOCATION}", **NAME
+            "string", f"Per-domain opt-out registry (JSON lines): {LOCATION}", section=COPYRIGHT, **NAME
         ),
-        "blocklist": nullable("string", f"Domain blocklist (one domain per line): {LOCATION}", **NAME),
-        "force": Param(False, type="boolean", description="Rerun every stage, even those already committed"),
-        "rerun_from": nullable(
-            "string", "Rerun this stage and every stage that reads it", enum=[s.name for s in STAGES]
+        "blocklist": nullable(
+            "string", f"Domain blocklist (one domain per line): {LOCATION}", section=COPYRIGHT, **NAME
         ),
-        "overrides": nullable("object", OVERRIDES),
+        "overrides": nullable("object", OVERRIDES, section=ADVANCED),
     },
 )
 def curation() -> None:
-    @task
+    # Validation only: a bad param fails the same way every time, so no retries.
+    @task(retries=0, execution_timeout=LIGHT_TIMEOUT)
     def prepare(params: dict | None = None, run_id: str | None = None) -> dict:
         """Validate the whole config now, so bad params fail before any Spark job."""
         from orchestration.params import prepare_run
@@ -141,7 +196,7 @@ def curation() -> None:
         if not stage.upstream:
             prepared_run >> tasks[stage.name]
 
-    @task(outlets=[TOKEN_SHARDS])
+    @task(outlets=[TOKEN_SHARDS], execution_timeout=LIGHT_TIMEOUT)
     def publish(run: dict, outlet_events=None) -> dict:
         """Publish the shards, tokenizer and manifest to the deployment's `publish.uri` (manifest last,
         every file verified) and announce them: the event names the published manifest and carries

@@ -304,3 +304,111 @@ def test_force_and_rerun_from_params_reach_the_stages(tmp_path: Path, monkeypatc
     ]
     with pytest.raises(ValueError, match="unknown stage 'bogus'"):
         prepare_run({**base, "rerun_from": "bogus"}, "manual__x")
+
+
+EXPECTED_SECTIONS = {
+    "curation": ["Run", "Crawl", "Sources", "Curation", "Copyright", "Advanced"],
+    "pretrain": ["Run", "Model", "Training", "Cluster", "Advanced"],
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_SECTIONS))
+def test_every_param_has_a_section_and_a_description(dagbag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    """The trigger form groups params by the schema's `section`, in order of first appearance; a
+    section's params are contiguous, so the form reads top to bottom as the dict does."""
+    dag = dagbag.get_dag(dag_id)
+    sections = []
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.description, f"{dag_id}.{name} has no description"
+        section = param.schema.get("section")
+        assert section, f"{dag_id}.{name} has no section"
+        if not sections or sections[-1] != section:
+            sections.append(section)
+    assert sections == EXPECTED_SECTIONS[dag_id]
+
+
+def test_nullable_keeps_the_section() -> None:
+    from orchestration.params import nullable
+
+    param = nullable("string", "x", section="Crawl", enum=["a"])
+    assert param.schema["section"] == "Crawl" and param.schema["enum"] == [None, "a"]
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_SECTIONS))
+def test_operational_defaults(dagbag, dag_id: str) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from orchestration.callbacks import record_failure
+
+    dag = dagbag.get_dag(dag_id)
+    assert dag.max_active_runs == 1
+    for task in dag.tasks:
+        where = f"{dag_id}.{task.task_id}"
+        assert task.retries == (0 if task.task_id == "prepare" else 2), where
+        assert task.retry_delay == timedelta(seconds=30) and task.retry_exponential_backoff, where
+        assert task.max_retry_delay == timedelta(minutes=10), where
+        assert task.execution_timeout is not None, where
+        callbacks = task.on_failure_callback
+        assert record_failure in (callbacks if isinstance(callbacks, list) else [callbacks]), where
+    hours = {t.task_id: t.execution_timeout.total_seconds() / 3600 for t in dag.tasks}
+    if dag_id == "curation":
+        assert hours.pop("prepare") == hours.pop("publish") == 0.5
+        assert set(hours.values()) == {6}  # every Spark stage
+    else:
+        assert hours == {"train": 72, "report": 0.5}
+
+
+class _TaskInstance:
+    def __init__(self, task_id: str, try_number: int, prepared: object) -> None:
+        self.task_id, self.try_number, self._prepared = task_id, try_number, prepared
+
+    def xcom_pull(self, task_ids: str) -> object:
+        assert task_ids == "prepare"
+        if isinstance(self._prepared, BaseException):
+            raise self._prepared
+        return self._prepared
+
+
+def test_failure_callback_records_each_failed_try(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from orchestration.callbacks import record_failure
+    from orchestration.params import prepare_run
+
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)})
+    run = prepare_run({"run_id": "cb"}, "manual__x")
+    error = RuntimeError("spark-submit exited with 1\nTraceback (most recent call last): ...")
+    record_failure({"task_instance": _TaskInstance("extract", 1, run), "exception": error})
+    record_failure({"task_instance": _TaskInstance("extract", 2, run), "exception": ValueError("again")})
+    failures = json.loads((tmp_path / "runs/cb/failures.json").read_text())
+    assert [(f["task_id"], f["try_number"], f["error"]) for f in failures] == [
+        ("extract", 1, "RuntimeError: spark-submit exited with 1"),
+        ("extract", 2, "ValueError: again"),
+    ]
+    # pretrain has no `prepare`: the run id comes from the params
+    ti = _TaskInstance("train", 1, None)
+    record_failure({"task_instance": ti, "params": {"run_id": "cb"}, "exception": OSError("lost")})
+    assert json.loads((tmp_path / "runs/cb/failures.json").read_text())[-1]["task_id"] == "train"
+
+
+def test_failure_callback_never_raises(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from orchestration.callbacks import record_failure
+
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)})
+    record_failure({})  # no task instance, no run id
+    record_failure({"task_instance": _TaskInstance("prepare", 1, RuntimeError("no xcom"))})
+    refused = {"run_id": "x", "overrides": {"storage": {"root": str(tmp_path / "elsewhere")}}}
+    record_failure({"task_instance": _TaskInstance("prepare", 1, None), "params": refused})
+    bad_id = {"run_id": "../escape"}
+    record_failure({"task_instance": _TaskInstance("prepare", 1, None), "params": bad_id})
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_pretrain_config_errors_fail_without_retries(dagbag, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.exceptions import AirflowFailException
+
+    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)})
+    train = dagbag.get_dag("pretrain").task_dict["train"]
+    hook = train._pre_execute_hook
+    with pytest.raises(AirflowFailException, match="needs 'init_from'"):
+        hook({"params": {"run_id": "bad", "mode": "prefix_tuning"}})
+    hook({"params": {"run_id": "ok"}})  # a valid config passes on to execute
