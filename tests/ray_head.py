@@ -49,6 +49,9 @@ class RayHeadUnavailable(RuntimeError):
     turns it into a test failure."""
 
 
+START_ATTEMPTS = 3
+
+
 def _free_ports(n: int) -> list[int]:
     with ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(n)]
@@ -115,23 +118,31 @@ def ray_head(token_auth: bool = True, extra_env: dict[str, str] | None = None) -
     }
     env.pop("RAY_AUTH_TOKEN_PATH", None)  # RAY_AUTH_TOKEN above is the token, whatever this process has
     headers = {"Authorization": f"Bearer {token}"} if token_auth else {}
-    head = RayHead(f"http://127.0.0.1:{ports[1]}", headers, temp_dir, token)
-    log_file = temp_dir / "ray-start.log"
-    with log_file.open("w") as log:
-        proc = subprocess.Popen(
-            _command(temp_dir, ports), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        failure = None
+    proc, head, failure = None, None, None
+    # Free ports are probed, then bound by Ray a moment later: another process (a Spark block
+    # manager of the same test session) can take one in between and the head dies at start. A fresh
+    # set of ports on the next attempt; a head that fails three times is a real failure.
+    for attempt in range(START_ATTEMPTS):
+        ports = ports if attempt == 0 else _free_ports(9)
+        head = RayHead(f"http://127.0.0.1:{ports[1]}", headers, temp_dir, token)
+        log_file = temp_dir / f"ray-start-{attempt}.log"
+        with log_file.open("w") as log:
+            out = {"stdout": log, "stderr": subprocess.STDOUT}
+            proc = subprocess.Popen(_command(temp_dir, ports), env=env, start_new_session=True, **out)
         try:
             _wait_ready(proc, head, log_file)
+            failure = None
+            break
         except RayHeadUnavailable as err:
-            failure = str(err)  # failed outside the handler: the report shows no chained traceback
-        if failure is not None:
+            failure = str(err)  # kept outside the handler: the report shows no chained traceback
+            _stop(proc)
+    try:
+        if failure is not None or head is None:
             pytest.fail(f"no local Ray head with a dashboard here: {failure}", pytrace=False)
         yield head
     finally:
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
