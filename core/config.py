@@ -52,11 +52,38 @@ class StorageConfig(_Strict):
     max_attempts: int = Field(2, ge=1, le=10)
 
 
+MEMORY = r"^(?:\d{1,9}[km]|\d{1,4}g|[1-4]t)$"  # Spark/JVM memory sizes, at most 4 TiB
+K8S_NAME = r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$"  # an RFC 1123 label (namespaces, accounts)
+
+
+class SparkKubernetesConfig(_Strict):
+    """Spark on Kubernetes through the Kubeflow Spark operator (`spark.submit: kubernetes`): each stage
+    becomes a `SparkApplication` that `SparkKubernetesOperator` creates and watches."""
+
+    namespace: str = Field("lmforge", pattern=K8S_NAME)
+    conn_id: str = "kubernetes_default"
+    image: str = Field("lmforge:dev", max_length=256)
+    service_account: str = Field("lmforge-spark", pattern=K8S_NAME)
+    executor_instances: int = Field(2, ge=1, le=10_000)
+    executor_cores: int = Field(2, ge=1, le=256)
+    executor_memory: str = Field("4g", pattern=MEMORY)
+
+
 class SparkConfig(_Strict):
     master: str = "local[*]"
     conn_id: str = "spark_default"
-    driver_memory: str = Field("2g", pattern=r"^(?:\d{1,9}[km]|\d{1,4}g|[1-4]t)$")  # at most 4 TiB
+    driver_memory: str = Field("2g", pattern=MEMORY)
     shuffle_partitions: int = Field(4, ge=1, le=100_000)
+    # How the curation DAG submits a stage: spark-submit to `master` (local, standalone, YARN), or a
+    # SparkApplication on Kubernetes (`kubernetes` below). Read when the DAG file is parsed.
+    submit: Literal["spark-submit", "kubernetes"] = "spark-submit"
+    # Airflow pool the stage tasks share, so that independent stages (crawl, ingest, warc) do not all
+    # land on a small cluster at once; its size is the stack's (orchestration/pools.py creates it).
+    pool: str = Field("spark", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    pool_slots: int = Field(2, ge=1, le=1024)
+    # spark.cores.max per application on a standalone master (None: Spark's default, every core).
+    cores_max: int | None = Field(None, ge=1, le=1_000_000)
+    kubernetes: SparkKubernetesConfig = SparkKubernetesConfig()
 
 
 class RayConfig(_Strict):

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from core.config import REPO_ROOT, PipelineConfig, load_config
 
@@ -154,34 +153,6 @@ def test_spark_and_ray_services_match_the_compose_profile(
     head = command_of(services[ray.hostname])
     assert "--head" in head and f"--ray-client-server-port {ray.port}" in head
     assert f"--address {ray.hostname}:6379" in command_of(services["ray-worker"])
-
-
-def test_k8s_manifests_are_well_formed() -> None:
-    files = sorted([*K8S.glob("**/*.yaml"), *K8S.glob("**/*.yml")])
-    assert files, f"no manifests under {K8S}"
-    kinds: dict[str, dict[str, Any]] = {}
-    for path in files:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-        assert docs, f"{path.name} is empty"
-        for doc in docs:
-            assert doc.get("apiVersion"), path.name
-            assert doc.get("kind"), path.name
-            assert (doc.get("metadata") or {}).get("name"), f"{path.name}: {doc['kind']} has no name"
-            kinds[doc["kind"]] = doc
-    ray = kinds["RayCluster"]["spec"]
-    assert ray["rayVersion"] == pins()["ray"]
-    assert ray["headGroupSpec"]["template"]["spec"]["containers"]
-    gpu = [
-        c["resources"]["limits"].get("nvidia.com/gpu")
-        for group in ray["workerGroupSpecs"]
-        for c in group["template"]["spec"]["containers"]
-    ]
-    assert 1 in gpu, "no Ray worker group requests nvidia.com/gpu: 1"
-    app = kinds["SparkApplication"]["spec"]
-    main = app["mainApplicationFile"].removeprefix("local:///opt/lmforge/")
-    assert main == "jobs/spark/main.py" and (REPO_ROOT / main).is_file()
-    assert app["arguments"] == ["quality", "--run-id", "example", "--profile", "cluster"]
-    assert app["sparkVersion"] == pins()["pyspark"]
 
 
 def test_image_holds_every_package_of_the_project() -> None:
