@@ -12,11 +12,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 venv: $(STAMP)
 
-# Reinstalls only when requirements.txt or pyproject.toml changes. `pip install -e .` puts the
-# `lmforge` command into .venv/bin (no dependencies: they are the pins of requirements.txt).
-$(STAMP): requirements.txt pyproject.toml
+# Reinstalls only when a lock or pyproject.toml changes. The runtime lock (requirements.txt) and the
+# dev tools (requirements-dev.txt), then `pip install -e .`, which puts the `lmforge` command into
+# .venv/bin (no dependencies: they are the locks' pins).
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

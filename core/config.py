@@ -26,8 +26,24 @@ from pydantic import (
 
 from core.copyright_policy import DEFAULT_ACTIONS
 
+# The folder that holds the packages core/, jobs/, dags/...: a checkout, or site-packages after
+# `pip install .` (the DAGs and the Spark entry point ship as package data).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = REPO_ROOT / ".data"
+# The working directory: `.data/` (local storage), `.airflow/` and `.demo/` live under it. Default the
+# current folder, exported on first import so that the processes this one starts (Spark executors,
+# Ray workers, Airflow task runners, whose working directories differ) agree on it.
+HOME_ENV = "LMFORGE_HOME"
+os.environ.setdefault(HOME_ENV, os.getcwd())
+
+
+def lmforge_home() -> Path:
+    """$LMFORGE_HOME, resolved: where a run's local files go."""
+    return Path(os.environ.get(HOME_ENV) or os.getcwd()).resolve()
+
+
+def default_root() -> str:
+    """Local storage's default root, `$LMFORGE_HOME/.data`."""
+    return str(lmforge_home() / ".data")
 
 
 class ConfigError(ValueError):
@@ -41,7 +57,7 @@ class _Strict(BaseModel):
 class StorageConfig(_Strict):
     """Where datasets live: a local directory or an `s3://bucket/prefix` URI."""
 
-    root: str = str(DEFAULT_ROOT)
+    root: str = Field(default_factory=default_root)
     endpoint_url: str | None = None
     region: str = "us-east-1"
     access_key_id: str | None = None
