@@ -50,3 +50,30 @@ format: venv
 
 clean:
 	rm -rf .data .airflow .demo .bench
+
+# The compose stack (docker-compose.yml). Needs Docker Engine with the Compose v2 plugin; there is
+# none in the sandbox this project is developed in, where tests/test_infra.py validates it offline.
+# `scripts.compose_env` writes .env with generated secrets when it is missing (never overwrites it).
+define docker_checks
+	@command -v docker >/dev/null 2>&1 || { echo "make $@: needs Docker Engine with the Compose v2 plugin; 'docker' is not on PATH" >&2; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "make $@: 'docker compose' (the Compose v2 plugin) is missing" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make $@: the Docker daemon is not reachable (is it running? may this user use it?)" >&2; exit 1; }
+endef
+STACK_URLS := Airflow http://localhost:8080  Spark http://localhost:8081  Ray http://localhost:8265  MinIO http://localhost:9001  TensorBoard http://localhost:6006
+
+.PHONY: up up-gpu down
+up:
+	$(docker_checks)
+	$(PYTHON) -m scripts.compose_env
+	docker compose up -d --build --wait --wait-timeout 900
+	@echo "$(STACK_URLS)"
+
+# Adds the GPU Ray worker (compose profile `gpu`; NVIDIA Container Toolkit on the host).
+up-gpu:
+	$(docker_checks)
+	$(PYTHON) -m scripts.compose_env
+	docker compose --profile gpu up -d --build --wait --wait-timeout 900
+	@echo "$(STACK_URLS)"
+
+down:
+	docker compose --profile gpu down
