@@ -2,9 +2,12 @@
 
 Scheduled by the curation DAG's shards; triggered by hand, the `run_id` param names which run's
 shards to train on. With `ray.address` set in the deployment's config the run is a
-Ray job on that cluster, submitted through the Ray Jobs API and stopped if this task is killed;
-otherwise a local Ray trains inside the task. Checkpoints and metrics land under
-`runs/<run id>/pretrain/`, TensorBoard files under `tensorboard/`.
+Ray job on that cluster, submitted through the Ray Jobs API, waited for in the triggerer (the task
+defers: no worker slot is held while it trains, and the job's log streams into the task's log) and
+stopped if this task is killed or times out; otherwise a local Ray trains inside the task.
+Checkpoints and metrics land under `runs/<run id>/pretrain/`, TensorBoard files under
+`tensorboard/`. The report runs after a failed `train` too: the run summary then lists why it failed
+(`failures`), and the report fails with that reason.
 
 Params left empty keep the deployment's value; `overrides` takes the other fields that
 core/overrides.py allows (never storage, endpoints, paths or secrets).
@@ -12,10 +15,11 @@ core/overrides.py allows (never storage, endpoints, paths or secrets).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from core.config import LOCATION_NAME
 from orchestration.assets import TOKEN_SHARDS
@@ -26,8 +30,9 @@ from orchestration.pretrain_operator import PretrainOperator
 # Trigger-form sections (the UI groups params by their `section`, in order of first appearance).
 RUN, MODEL, TRAINING, CLUSTER, ADVANCED = "Run", "Model", "Training", "Cluster", "Advanced"
 # Execution timeouts: upper bounds that catch a hung task, not budgets. Training runs for hours to
-# days on a cluster (the 1b size on a token budget); on a timeout Airflow calls `on_kill`, which
-# stops the Ray job, and a retry resumes nothing by itself, so the bound is deliberately loose.
+# days on a cluster (the 1b size on a token budget); on a timeout the Ray job is stopped (`on_kill`
+# in a worker; deferred, PretrainOperator.resume_execution) and a retry resumes nothing by itself,
+# so the bound is deliberately loose.
 # The report only reads the run's manifests and metrics.
 TRAIN_TIMEOUT = timedelta(hours=72)
 REPORT_TIMEOUT = timedelta(minutes=30)
@@ -52,6 +57,39 @@ def fail_fast_on_config(context: Any) -> None:
         load_config(*merged_config_args(upstream, params))
     except ValueError as err:  # ConfigError is one
         raise AirflowFailException(str(err)) from err
+
+
+def summarise_run(context: Mapping[str, Any]) -> str:
+    """The `report` task: write the run summary whether `train` succeeded or not, with the run's
+    recorded failures (`failures`, from orchestration/callbacks.py) in it; the summary's URI.
+
+    It runs after a failed `train` too (trigger rule ALL_DONE), so the summary says why training
+    failed, then fails itself with that reason: the DAG run ends failed and names it. Before the
+    run's config could be read (a bad param) nothing was recorded, and nothing is written."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from core.config import load_config
+    from core.failures import failure_text, last_failure, read_failures
+    from core.storage import open_storage
+    from jobs.report import write_summary
+    from orchestration.callbacks import run_of
+
+    ti = context.get("ti") or context.get("task_instance")
+    trained = ti.xcom_pull(task_ids="train") if ti is not None else None
+    ok = isinstance(trained, Mapping) and bool(trained.get("run_id"))
+    try:
+        run = dict(trained) if isinstance(trained, Mapping) and ok else run_of(context)
+        if run is None:
+            raise ValueError("no run id in the params or the triggering asset event")
+        cfg = load_config(run.get("profile") or None, run.get("overrides_json") or None)
+    except ValueError as err:  # ConfigError is one: `train` failed on it as well
+        raise AirflowFailException(f"train failed and no summary is written: {err}") from err
+    uri = write_summary(run["run_id"], run.get("profile"), run.get("overrides_json"))  # with `failures`
+    if ok:
+        return uri
+    failure = last_failure(read_failures(open_storage(cfg.storage), run["run_id"]), "train")
+    reason = failure_text(failure) if failure else "no failure was recorded (see the train task's log)"
+    raise AirflowFailException(f"train failed: {reason}; run summary: {uri}")
 
 
 @dag(
@@ -115,16 +153,16 @@ def fail_fast_on_config(context: Any) -> None:
     },
 )
 def pretrain() -> None:
-    @task(execution_timeout=REPORT_TIMEOUT)
-    def report(trained: dict) -> str:
-        from jobs.report import write_summary
+    @task(execution_timeout=REPORT_TIMEOUT, trigger_rule=TriggerRule.ALL_DONE)
+    def report() -> str:
+        from airflow.sdk import get_current_context
 
-        return write_summary(trained["run_id"], trained["profile"], trained["overrides_json"])
+        return summarise_run(get_current_context())
 
     train = PretrainOperator(
         task_id="train", execution_timeout=TRAIN_TIMEOUT, pre_execute=fail_fast_on_config
     )
-    report(train.output)  # type: ignore[arg-type]  # TaskFlow resolves XComArgs
+    train >> report()
 
 
 pretrain()

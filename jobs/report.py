@@ -10,6 +10,7 @@ from typing import Any
 
 from core.config import load_config
 from core.datasets import Manifest, read_manifest, stage_prefix
+from core.failures import failure_text, read_failures
 from core.registry import STAGES, Stage
 from core.storage import Storage, open_storage
 from jobs.funnel import RunReader, language_mix, stage_detail
@@ -95,6 +96,8 @@ def summarise(storage: Storage, run_id: str) -> tuple[dict[str, Any], RunReader]
         "mixture": shards.stats.get("mixture") if shards else None,
         "validation": stage_checks(ms),
         "charts": {name: storage.uri(f"runs/{run_id}/{file}") for name, file in CHARTS.items()},
+        # failed tries of any task, recorded by the DAGs' failure callback (orchestration/callbacks.py)
+        "failures": read_failures(storage, run_id),
         "stages": {
             n: {
                 "uri": storage.uri(stage_prefix(run_id, n)),
@@ -241,6 +244,8 @@ def render_summary(s: dict[str, Any]) -> str:
         )
     lines += _copyright_lines(s)
     lines += _language_lines(s)
+    if s.get("failures"):
+        lines += ["", "Failed tries:"] + [f"  {failure_text(f)}" for f in s["failures"]]
     t, tr = s.get("tokens") or {}, s.get("training") or {}
     if t:
         lines += ["", f"Tokens: train={t['train_tokens']} val={t['val_tokens']} vocab={t['vocab_size']}"]

@@ -1,9 +1,12 @@
 """Task defaults and the failure callback shared by the DAGs.
 
 The callback records a failed try in the run folder, `runs/<run_id>/failures.json`, next to the
-run's datasets, so whoever looks at a run sees what failed without the Airflow logs. It never raises:
-a callback that fails only hides the task's own error (it is logged instead). Only the Airflow SDK
-and the standard library are imported at module level, so the DAG files stay cheap to parse.
+run's datasets, so whoever looks at a run sees what failed without the Airflow logs: the task, the
+try, when, and the exception's type and message (a Ray job's message carries its status and last
+log lines). The run summary lists them (`failures`, jobs/report.py), and the pretrain DAG's report
+fails with the last one when training failed. The callback never raises: a callback that fails only hides the
+task's own error (it is logged instead). Only the standard library is imported at module level, so
+the DAG files stay cheap to parse; core/failures.py reads the file back.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.failures import FAILURES, read_failures
+
 log = logging.getLogger("lmforge.callbacks")
 
-FAILURES = "failures.json"
+MESSAGE_CHARS = 4000  # an exception's message kept per failed try (a Ray job's log tail fits)
 
 
 def default_args(**extra: Any) -> dict[str, Any]:
@@ -42,7 +47,16 @@ def _first_line(error: BaseException | str | None) -> str:
     return f"{type(error).__name__}: {first}" if isinstance(error, BaseException) else first
 
 
-def _run_of(context: Mapping[str, Any]) -> dict[str, Any] | None:
+def _message(error: BaseException | str | None) -> str:
+    """The whole message, bounded: the first line rarely says why a job failed, its tail does."""
+    text = "" if error is None else str(error).strip()
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    half = MESSAGE_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters left out ...]\n{text[-half:]}"
+
+
+def run_of(context: Mapping[str, Any]) -> dict[str, Any] | None:
     """The run id, profile and overrides: the `prepare` task's XCom (curation), else the trigger's
     params or asset event (pretrain)."""
     ti = context.get("task_instance") or context.get("ti")
@@ -72,9 +86,11 @@ def record_failure(context: Mapping[str, Any]) -> None:
             "task_id": getattr(ti, "task_id", None),
             "try_number": getattr(ti, "try_number", None),
             "error": _first_line(context.get("exception")),
+            "exception_type": _type_name(context.get("exception")),
+            "message": _message(context.get("exception")),
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        run = _run_of(context)
+        run = run_of(context)
         if run is None:
             log.warning("task failure not recorded (no run id): %s", entry)
             return
@@ -84,15 +100,15 @@ def record_failure(context: Mapping[str, Any]) -> None:
 
         cfg = load_config(run.get("profile") or None, run.get("overrides_json") or None)
         storage = open_storage(cfg.storage)
-        key = f"runs/{check_run_id(str(run['run_id']))}/{FAILURES}"
-        failures: list[Any] = []
-        if storage.exists(key):
-            try:
-                failures = list(json.loads(storage.read_bytes(key)))
-            except (ValueError, TypeError):
-                log.warning("%s is not a JSON list; starting it again", storage.uri(key))
+        run_id = check_run_id(str(run["run_id"]))
+        key = f"runs/{run_id}/{FAILURES}"
+        failures = read_failures(storage, run_id)
         failures.append(entry)
         storage.write_bytes(key, json.dumps(failures, indent=2).encode())
         log.info("recorded the failure of %s in %s", entry["task_id"], storage.uri(key))
     except Exception:
         log.exception("could not record a task failure in the run folder")
+
+
+def _type_name(error: BaseException | str | None) -> str | None:
+    return type(error).__name__ if isinstance(error, BaseException) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from core.storage import open_storage
 from tests.ray_head import RayHead, ray_head
 from tests.test_training_ray import write_text_shards
 from training.jobs_api import (
+    LOG_PREFIX,
+    LogFollower,
     RayAuthError,
     RayJobError,
     RayJobs,
@@ -136,6 +139,23 @@ def test_failed_job_raises_with_the_log_tail(jobs: RayJobs) -> None:
     message = str(err.value)
     assert "t-fail" in message and "FAILED" in message
     assert "loading shards" in message and "boom: no meta.json" in message
+
+
+def test_the_in_task_wait_streams_the_jobs_log_into_the_task_log(
+    jobs: RayJobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """deferrable=False: the job's new log lines go to this process's log as it polls, once each."""
+    code = (
+        "import time; from training.jobs_api import print_result;"
+        "print('epoch 1', flush=True); time.sleep(3); print('epoch 2', flush=True); print_result({})"
+    )
+    caplog.set_level(logging.INFO, logger="lmforge.jobs")
+    assert jobs.wait(jobs.submit("t-follow", _python(code)), timeout_s=60, follow=LogFollower()) == {}
+    lines = [r.getMessage() for r in caplog.records if r.name == "lmforge.jobs"]
+    assert lines.count(f"{LOG_PREFIX}epoch 1") == 1 and lines.count(f"{LOG_PREFIX}epoch 2") == 1
+    first = next(r.created for r in caplog.records if r.getMessage() == f"{LOG_PREFIX}epoch 1")
+    second = next(r.created for r in caplog.records if r.getMessage() == f"{LOG_PREFIX}epoch 2")
+    assert second - first > 2  # the first line was logged while the job still ran
 
 
 def test_success_without_a_result_line_is_an_error(jobs: RayJobs) -> None:

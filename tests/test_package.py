@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -91,24 +92,12 @@ def test_the_venv_has_every_locked_version() -> None:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            ".",
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
+    # built from a copy: setuptools leaves build/ and *.egg-info in the source folder
+    source = tmp_path_factory.mktemp("source") / "lmforge"
+    skip = (".git", ".venv", ".data", ".airflow", ".demo", ".bench", ".artifacts", "build", "*.egg-info")
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(*skip, "__pycache__"))
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "-w", str(out), "."], cwd=source, check=True, timeout=300, capture_output=True)
     (path,) = out.glob("lmforge-*.whl")
     return path
 

@@ -43,8 +43,9 @@ A_FILE = re.compile(r"_(?:FILE|PATH)$", re.I)
 # Compose interpolation (compose-spec "Interpolation"): $$, $VAR, ${VAR}, ${VAR<op>arg}.
 INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?+])([^}]*))?\}|\$(\w+)")
 REQUIRED = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
-RAY_NODES = ("ray-head", "ray-worker")
-TOKEN_HOLDERS = {*RAY_NODES, "airflow-scheduler"}  # the nodes, and where the pretrain task runs
+RAY_NODES = ("ray-head", "ray-worker", "ray-worker-gpu")
+# the nodes, where the pretrain task runs, and the triggerer running its deferred wait
+TOKEN_HOLDERS = {*RAY_NODES, "airflow-scheduler", "airflow-triggerer"}
 
 
 class Unset(LookupError):
@@ -336,7 +337,7 @@ def test_the_pretrain_task_submits_with_the_token_and_on_kill_stops_its_job(
 
     no_token.setenv("LMFORGE_CONFIG", str(deployment))
     no_token.setenv("RAY_AUTH_TOKEN", cluster.token)
-    op = PretrainOperator(task_id="train", poll_s=0.2)
+    op = PretrainOperator(task_id="train", poll_s=0.2, deferrable=False)  # the in-task wait and its on_kill
     outcome: list[BaseException | dict[str, Any]] = []
 
     def run() -> None:

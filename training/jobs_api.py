@@ -44,6 +44,8 @@ log = logging.getLogger("lmforge.jobs")
 RESULT_MARKER = "LMFORGE_RESULT "
 DEFAULT_DASHBOARD_PORT = 8265  # `ray start --dashboard-port` default; KubeRay's head Service too
 LOG_TAIL_LINES = 40
+LOG_PREFIX = "ray job | "  # the job's own log lines, in the Airflow task's log
+LOG_BYTES_PER_POLL = 64 * 1024  # at most this much new job log is copied into the task log per poll
 # Uploaded with the job as its working_dir (besides what .gitignore excludes): never data, venvs or
 # a Compose `.env` (it holds the stack's passwords; listed here too in case .gitignore is not read).
 WORKING_DIR_EXCLUDES = [
@@ -124,6 +126,64 @@ def logs_tail(logs: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(logs.rstrip().splitlines()[-lines:])
 
 
+class LogFollower:
+    """The part of a job's log not yet shown, for a caller that gets the whole log on every poll.
+
+    The Jobs API (`GET /api/jobs/{id}/logs`) has no offset parameter, so the offset is kept here,
+    in bytes of the UTF-8 log. One poll hands out at most `max_bytes`, cut after its last complete
+    line (a longer line is cut at the bound), so a chatty job cannot flood the task log or stall a
+    poll loop; the rest follows on later polls. More than `max_lag_polls` polls' worth behind (a
+    job that logs faster than that, or a trigger that restarted on another triggerer and starts
+    from 0), it skips to the log's last `max_bytes`, saying how much it skipped. Once the job is
+    over (`final`), what is left is handed out at once, and when that is more than `max_bytes` only
+    its end is (where the error is).
+    """
+
+    def __init__(self, max_bytes: int = LOG_BYTES_PER_POLL, max_lag_polls: int = 4) -> None:
+        self.max_bytes = max_bytes
+        self.max_lag_polls = max_lag_polls
+        self.offset = 0
+
+    def new_lines(self, logs: str, *, final: bool = False) -> list[str]:
+        data = logs.encode("utf-8", "replace")
+        if len(data) < self.offset:  # a shorter log than last time: not the log we followed
+            self.offset = 0
+        pending = data[self.offset :]
+        skipped: list[str] = []
+        if len(pending) > (self.max_bytes if final else self.max_lag_polls * self.max_bytes):
+            start = len(pending) - self.max_bytes
+            newline = pending.find(b"\n", start)
+            start = newline + 1 if 0 <= newline < len(pending) - 1 else start  # start on a line
+            skipped = [f"[... {start} bytes of the job's log skipped ...]"]
+            self.offset += start
+            pending = pending[start:]
+        chunk = pending if final else pending[: self.max_bytes]
+        if not final:
+            if end := chunk.rfind(b"\n") + 1:
+                chunk = chunk[:end]
+            elif len(chunk) < self.max_bytes:
+                chunk = b""  # a partial last line waits for its end, unless it alone fills the bound
+        self.offset += len(chunk)
+        return skipped + chunk.decode("utf-8", "replace").splitlines()
+
+
+def job_result(
+    job_id: str, address: str, status: str, message: str | None, tail: str, result: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A finished job's result, or RayJobError naming its status, Ray's message and its last logs.
+
+    Shared by the in-task wait and the deferred one (PretrainOperator.execute_complete), so both
+    fail with the same message."""
+    if status == "SUCCEEDED":
+        if result is None:
+            raise RayJobError(
+                f"Ray job {job_id} succeeded but printed no {RESULT_MARKER.strip()} line; "
+                f"last log lines:\n{tail}"
+            )
+        return result
+    raise RayJobError(f"Ray job {job_id} at {address} {status}: {message}\nlast log lines:\n{tail}")
+
+
 class RayJobs:
     """Submit, attach to, wait for and stop jobs on one Ray cluster.
 
@@ -194,30 +254,32 @@ class RayJobs:
         log.info("submitted Ray job %s to %s", attempt, self.address)
         return attempt
 
-    def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """Poll every `poll_s` until the job ends; its result on success, RayJobError otherwise."""
-        from ray.job_submission import JobStatus
+    def wait(
+        self, job_id: str, timeout_s: float | None = None, *, follow: LogFollower | None = None
+    ) -> dict[str, Any]:
+        """Poll every `poll_s` until the job ends; its result on success, RayJobError otherwise.
 
+        With `follow`, each poll also copies the job's new log lines into this process's log
+        (`LOG_PREFIX` + line), so the Airflow task log shows the training as it runs."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         info = self.client.get_job_info(job_id)
         while not info.status.is_terminal():
+            if follow is not None:
+                self._log_lines(job_id, follow.new_lines(self.client.get_job_logs(job_id)))
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"Ray job {job_id} still {info.status} after {timeout_s} s")
             time.sleep(self.poll_s)
             info = self.client.get_job_info(job_id)
         logs = self.client.get_job_logs(job_id)
-        if info.status == JobStatus.SUCCEEDED:
-            result = result_from_logs(logs)
-            if result is None:
-                raise RayJobError(
-                    f"Ray job {job_id} succeeded but printed no {RESULT_MARKER.strip()} line; "
-                    f"last log lines:\n{logs_tail(logs)}"
-                )
-            return result
-        raise RayJobError(
-            f"Ray job {job_id} at {self.address} {info.status}: {info.message}\n"
-            f"last log lines:\n{logs_tail(logs)}"
-        )
+        if follow is not None:
+            self._log_lines(job_id, follow.new_lines(logs, final=True))
+        result = result_from_logs(logs) if str(info.status) == "SUCCEEDED" else None
+        return job_result(job_id, self.address, str(info.status), info.message, logs_tail(logs), result)
+
+    @staticmethod
+    def _log_lines(job_id: str, lines: list[str]) -> None:
+        for line in lines:
+            log.info("%s%s", LOG_PREFIX, line)
 
     def stop(self, job_id: str) -> bool:
         """Ask the cluster to stop the job (SIGTERM, then SIGKILL); True if it was still running."""
