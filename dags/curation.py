@@ -1,22 +1,23 @@
 """Curation: crawl the web and ingest local sources, then extract, dedup, filter, train a
 tokenizer and write token shards. One task per stage of the registry (core/registry.py), each a
-Spark job submitted with `SparkSubmitOperator`; the edges are the stages' inputs. The shards are
-the `token_shards` Asset that schedules the `pretrain` DAG.
+Spark job: spark-submit, or a SparkApplication on Kubernetes when the deployment config says
+`spark.submit: kubernetes` (orchestration/spark_operators.py); the edges are the stages' inputs.
+The stages share the `spark.pool` pool. The shards are the `token_shards` Asset that schedules the
+`pretrain` DAG.
 
 Trigger params override the deployment's config (profile, LMFORGE_CONFIG) in the fields that
 core/overrides.py allows; a bad or refused value fails the `prepare` task with a message naming
 the field, before any Spark job starts. Folders and files are picked by location name. A
 committed stage whose config, inputs and code are unchanged is skipped; `force` reruns
-everything, `rerun_from` a stage and its readers.
+everything, `rerun_from` a stage and its readers. A stage that fails on a bad config or a
+validation gate fails at once, without retries (a retry would fail the same way).
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
 from core.config import LOCATION_NAME
@@ -24,9 +25,18 @@ from core.registry import dag_stages
 from orchestration.assets import TOKEN_SHARDS
 from orchestration.callbacks import default_args
 from orchestration.params import config_choices, nullable
+from orchestration.spark_operators import load_deployment_config, stage_operator
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = dag_stages("curation")
+# Read when the file is parsed (submit mode, pool, cluster settings). A bad config falls back to
+# the defaults and is shown in the DAG's docs; each run then fails at `prepare`, naming the field.
+CFG, CONFIG_ERROR = load_deployment_config()
+DOC = (
+    __doc__
+    if CONFIG_ERROR is None
+    else f"{__doc__}\n\n**Deployment config error** (runs fail at `prepare`): {CONFIG_ERROR}"
+)
 SOURCE_KINDS = ["books", "code", "papers", "social", "synthetic"]
 URLS = {"type": "string"}
 NAME = {"maxLength": 64, "pattern": LOCATION_NAME}
@@ -52,22 +62,16 @@ RUN, CRAWL, SOURCES, CURATION, COPYRIGHT, ADVANCED = (
 # a cluster crawl or MinHash pass over a large corpus hours, so 6 h. `prepare` only validates the
 # config, and `publish` uploads the committed shards and tokenizer and verifies them (token shards
 # are small next to the corpus): 30 min; raise it for a slow link to a large `publish.uri`.
-# No `pool="spark"`: a scheduler never schedules a task whose pool does not exist (it only logs a
-# warning), and nothing creates the pool yet; `dag.test()` ignores pools.
+# Pool: `spark.pool`, which every launcher creates (orchestration/pools.py); `dag.test()` ignores it.
 STAGE_TIMEOUT = timedelta(hours=6)
 LIGHT_TIMEOUT = timedelta(minutes=30)
-
-
-def prepared(key: str) -> str:
-    """Jinja for one field of what the `prepare` task returned."""
-    return "{{ ti.xcom_pull(task_ids='prepare')['" + key + "'] }}"
 
 
 @dag(
     dag_id="curation",
     schedule=None,
     catchup=False,
-    doc_md=__doc__,
+    doc_md=DOC,
     tags=["lmforge", "curation"],
     default_args=default_args(execution_timeout=STAGE_TIMEOUT),
     max_active_runs=1,  # runs share the Spark cluster; a stage already parallelises inside itself
@@ -163,33 +167,7 @@ def curation() -> None:
         return prepare_run(params or {}, run_id or "manual", dag="curation")
 
     prepared_run = prepare()
-    tasks = {}
-    for stage in STAGES:
-        tasks[stage.name] = SparkSubmitOperator(
-            task_id=stage.name,
-            doc_md=stage.description,
-            application=str(REPO / "jobs" / "spark" / "main.py"),
-            conn_id="spark_default",
-            name=f"lmforge-{stage.name}",
-            application_args=[
-                stage.name,
-                "--run-id",
-                prepared("run_id"),
-                "--profile",
-                prepared("profile"),
-                "--overrides",
-                prepared("overrides_json"),
-                "--rerun-from",
-                prepared("rerun_from"),
-            ],
-            conf={
-                "spark.pyspark.python": sys.executable,
-                "spark.driver.memory": prepared("driver_memory"),
-                "spark.pyspark.driver.python": sys.executable,
-                "spark.executorEnv.PYTHONPATH": str(REPO),
-            },
-            env_vars={"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": sys.executable},
-        )
+    tasks = {stage.name: stage_operator(CFG, stage, REPO) for stage in STAGES}
     for stage in STAGES:
         for up in stage.upstream:
             tasks[up] >> tasks[stage.name]

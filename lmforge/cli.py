@@ -5,9 +5,19 @@
     lmforge run --run-id R              every stage in order, in this process (no Airflow)
     lmforge report RUN                  write and print the run summary
     lmforge demo                        build the demo corpus and run both DAGs through Airflow
+    lmforge ui                          the Airflow UI, scheduler and triggerer on the embedded setup
+    lmforge airflow ARGS                `airflow ARGS` with the embedded environment
     lmforge extract|quality < docs.jsonl   a stage's per-document rule on your own JSON lines
 
 A later capability adds a subcommand with `@command(...)` in its own module, listed in `MODULES`.
+
+Exit status: 0 success; 1 some inputs failed (per-document commands); 2 an error a retry may fix or
+a bad argument (storage unreachable, a missing upstream stage, an invalid run id); and two codes
+that a retry cannot change, which the curation DAG's stage operators (orchestration/spark_operators.py)
+turn into a failure without retries:
+    65 (`EXIT_GATE`, sysexits EX_DATAERR)   a validation gate in `fail` mode failed (jobs/validate)
+    78 (`EXIT_CONFIG`, sysexits EX_CONFIG)  the config is invalid (core.config.ConfigError)
+spark-submit in client mode exits with its Python driver's status, so they reach Airflow unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+EXIT_GATE = 65
+EXIT_CONFIG = 78
+NO_RETRY_EXIT_CODES = frozenset({EXIT_GATE, EXIT_CONFIG})
+
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 # modules whose @command functions become subcommands
@@ -28,6 +42,7 @@ MODULES = (
     "lmforge.copyright_commands",
     "lmforge.overlap_commands",
     "lmforge.validate_commands",
+    "lmforge.airflow_commands",
 )
 
 
@@ -58,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(err: BaseException) -> int:
+    """The status for an error `main` reports: EXIT_GATE / EXIT_CONFIG when a retry cannot help."""
+    from core.config import ConfigError
+    from jobs.validate.gates import GateFailed
+
+    if isinstance(err, GateFailed):
+        return EXIT_GATE
+    if isinstance(err, ConfigError):
+        return EXIT_CONFIG
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.storage import StorageError
 
@@ -67,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except (ValueError, OSError, StorageError) as err:  # config, storage, input: one readable line
         print(f"lmforge {args.command}: {err}", file=sys.stderr)
-        return 2
+        return exit_status(err)
 
 
 def print_json(obj: Any) -> None:

@@ -29,6 +29,7 @@ DEV_TOOLS = {
     "playwright",
     "check-jsonschema",
     "responses",
+    "kubernetes-validate",
 }
 
 

@@ -1,5 +1,7 @@
 """The curation DAG stops at a failed gate: duplicated ids after dedup fail the `dedup` task, with
-the expectation named in its log, and nothing downstream runs or is committed."""
+the expectation named in its log, and nothing downstream runs or is committed. The DAG's own retries
+stay on: `lmforge stage` exits 65 for a failed gate and the stage operator fails the task at once,
+without retrying (orchestration/spark_operators.py)."""
 
 from __future__ import annotations
 
@@ -47,15 +49,14 @@ def test_duplicated_ids_after_dedup_fail_the_dedup_task(
     conf = {"run_id": "gate", "sources": ["social"], "social": ["east", "west"], "overrides": overrides}
     caplog.set_level(logging.INFO)
     dag = dagbag.get_dag("curation")
-    # A failed gate fails the same way on every try: no retries here, so the test waits for none
-    # (the DAG's retries are for transient failures; tests/test_dags.py checks they are set).
-    for task in dag.tasks:
-        task.retries = 0
+    assert dag.task_dict["dedup"].retries == 2  # the DAG's real retries, for transient failures
     with serve_directory(tiny_site(tmp_path / "site")) as site:
         dr = dag.test(run_conf={**conf, "seeds": [site.base_url]})
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     assert states["ingest"] == states["extract"] == "success", states
     assert states["dedup"] == "failed", states
+    dedup = next(ti for ti in dr.get_task_instances() if ti.task_id == "dedup")
+    assert dedup.try_number == 1  # failed on its first try: a gate failure is not retried
     assert all(states[t] == "upstream_failed" for t in ("quality", "copyright", "near_dedup", "shards")), (
         states
     )
@@ -65,4 +66,5 @@ def test_duplicated_ids_after_dedup_fail_the_dedup_task(
     assert extract["success"]  # ids may repeat before dedup (the same page crawled and archived)
     log = caplog.text + "".join(capfd.readouterr())
     assert "validation gate 'dedup' failed" in log
+    assert "exited 65: a validation gate failed; not retried" in log
     assert "dedup.data: expect_column_values_to_be_unique(column='id')" in log
