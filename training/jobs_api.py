@@ -46,8 +46,9 @@ DEFAULT_DASHBOARD_PORT = 8265  # `ray start --dashboard-port` default; KubeRay's
 LOG_TAIL_LINES = 40
 LOG_PREFIX = "ray job | "  # the job's own log lines, in the Airflow task's log
 LOG_BYTES_PER_POLL = 64 * 1024  # at most this much new job log is copied into the task log per poll
-# Uploaded with the job as its working_dir (besides what .gitignore excludes): never data, venvs or
-# a Compose `.env` (it holds the stack's passwords; listed here too in case .gitignore is not read).
+# Uploaded with the job as py_modules, never with data, venvs or a Compose `.env` (it holds the
+# stack's passwords) inside them.
+PROJECT_PACKAGES = ("core", "jobs", "training", "orchestration", "lmforge", "dags", "demo")
 WORKING_DIR_EXCLUDES = [
     ".git",
     ".venv",
@@ -291,13 +292,22 @@ class RayJobs:
         return self.wait(self.submit(job_id, entrypoint, runtime_env))
 
 
+def project_modules() -> list[str]:
+    """The project's packages, from a checkout or from site-packages after `pip install .`: shipped as
+    the job's `py_modules` rather than a working_dir, which for an installed lmforge would be the
+    whole site-packages."""
+    return [
+        str(REPO_ROOT / name) for name in PROJECT_PACKAGES if (REPO_ROOT / name / "__init__.py").is_file()
+    ]
+
+
 def repo_runtime_env(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
-    """Ship this checkout as the job's working_dir, so the cluster runs the code Airflow has.
+    """Ship the project's packages with the job, so the cluster runs the code Airflow has.
 
     `env_vars` must hold no credentials: a runtime_env is stored in plain text with the job (the
     dashboard shows it); the cluster's nodes get their secrets from their own environment.
     """
-    env: dict[str, Any] = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES}
+    env: dict[str, Any] = {"py_modules": project_modules(), "excludes": WORKING_DIR_EXCLUDES}
     if env_vars:
         if secret := sorted(k for k in env_vars if SECRET_NAME.search(k)):
             raise ValueError(
