@@ -93,11 +93,8 @@ def test_no_credential_travels_with_a_job() -> None:
     assert ".env" in repo_runtime_env()["excludes"]  # a Compose .env never uploads with the code
     # the project's packages only, never their parent folder (site-packages once installed)
     modules = [Path(m) for m in repo_runtime_env()["py_modules"]]
-    assert {m.name for m in modules} >= {
-        "core",
-        "jobs",
-        "training",
-    } and "working_dir" not in repo_runtime_env()
+    assert {m.name for m in modules} >= {"core", "jobs", "training"}
+    assert "working_dir" not in repo_runtime_env()
     assert all((m / "__init__.py").is_file() for m in modules)
     secret = json.dumps({"storage": {"access_key_id": "AKIA", "secret_access_key": "s3cr3t"}})
     refused = r"\['storage.access_key_id', 'storage.secret_access_key'\] refused for a Ray job"
