@@ -96,6 +96,7 @@ def run_committed(
         )
         return existing, True
     out = scratch_dir(storage, plan.run_id, plan.name)
+    log.info("stage %s of run %s started: %s", plan.name, plan.run_id, rows_in(plan))
     try:
         start = time.monotonic()
         stats = work(out)
@@ -114,5 +115,65 @@ def run_committed(
         )
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    log.info("stage %s committed: rows=%s bytes=%s", plan.name, manifest.rows, manifest.bytes)
+    log.info("%s", counts_line(plan, manifest))
     return manifest, False
+
+
+def rows_in(plan: Plan) -> str:
+    """ "1,234 rows in (quality 1,000, code 234)": the committed inputs' kept (`data`) rows."""
+    per_input = {name: m.rows.get("data", 0) for name, m in plan.inputs.items()}
+    if not per_input:
+        return "no input stages"
+    detail = ", ".join(f"{name} {n:,}" for name, n in per_input.items())
+    return f"{sum(per_input.values()):,} rows in ({detail})"
+
+
+def counts_line(plan: Plan, manifest: Manifest) -> str:
+    """The line a task log shows when a stage commits: rows in and out (by part: data, rejected,
+    ...), per source and per reason where the stage counts them, and the registry's summary keys
+    (core/registry.py, the numbers the run summary reports), so a watcher need not open the run."""
+    from core.registry import STAGES
+
+    stats = manifest.stats
+    out = ", ".join(f"{part} {n:,}" for part, n in sorted(manifest.rows.items())) or "no rows"
+    parts = [
+        f"stage {plan.name} committed in {stats.get('seconds', 0):.1f} s: {rows_in(plan)}; out: {out}",
+        f"{manifest.bytes:,} bytes",
+    ]
+    for key in ("documents_by_source", "rejected_by_reason"):
+        if stats.get(key):
+            parts.append(f"{key.replace('_', ' ')}: {_brief(stats[key])}")
+    summary = STAGES[plan.name].summary if plan.name in STAGES else ()
+    picked = {k: v for k, v in (_pick(stats, key) for key in summary) if k not in ("rejected_by_reason",)}
+    if picked:
+        parts.append(", ".join(f"{k}={_brief(v)}" for k, v in picked.items()))
+    return "; ".join(parts)
+
+
+def _pick(stats: dict[str, Any], key: str) -> tuple[str, Any]:
+    """A registry summary key's (name, value): "a.b" is nested, "k:len" a list's length (as the
+    run summary reads them, jobs/report.py)."""
+    key, _, fn = key.partition(":")
+    value: Any = stats
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return key.rsplit(".", 1)[-1], len(value or []) if fn == "len" else value
+
+
+def _brief(value: Any, limit: int = 12) -> str:
+    """Counts as `a 3, b 2` (largest first, at most `limit`), floats to 4 digits, the rest as is."""
+    if isinstance(value, dict):
+        items = sorted(
+            value.items(), key=lambda kv: (-kv[1], kv[0]) if isinstance(kv[1], int) else (0, kv[0])
+        )
+        shown = ", ".join(f"{k} {_brief(v)}" for k, v in items[:limit])
+        more = f", +{len(items) - limit} more" if len(items) > limit else ""
+        return "{" + shown + more + "}"
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"

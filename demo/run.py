@@ -1,19 +1,26 @@
 """`make demo` (`lmforge demo`): build the demo corpus, serve its website on 127.0.0.1, run the
 curation DAG and the pretraining DAG through Airflow (`airflow dags test` on a project-local SQLite
-DB), and print the run summary. The last line printed is the path of `summary.json`."""
+DB), and print the run summary. The last line printed is the path of `summary.json`.
+
+While a DAG runs, each of its tasks is shown as it starts and finishes (state, seconds): a live
+`rich` display on a terminal, plain lines otherwise; Airflow's own output goes to a log file whose
+last lines are printed if the DAG fails."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from core.config import REPO_ROOT, deep_merge, load_config
 from core.storage import open_storage
@@ -34,6 +41,165 @@ def airflow(args: list[str], env: dict[str, str]) -> None:
     done = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
     if done.returncode != 0:
         raise SystemExit(f"demo failed: `airflow {args[0]} {args[1]}` exited with {done.returncode}")
+
+
+# What `airflow dags test` logs (airflow/sdk/definitions/dag.py) around each task it runs in process,
+# and the execution API's record of the state the task ended in.
+TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
+TASK_STATE = re.compile(r"Task instance state updated\b.*\bnew_state=(\w+)")
+TASK_ERROR = re.compile(r"\[DAG TEST\] Error running task|Task failed; ti=")
+LOG_TAIL = 40  # lines of Airflow's output shown when a DAG fails
+HEARTBEAT_S = 60.0  # a running task is shown again at most this often (plain display)
+MARKS = {"success": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}  # rich markup
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task of the DAG run started (`state` None), is still running (`state` "running", at most
+    every HEARTBEAT_S) or finished (its state); `seconds` since it started."""
+
+    task: str  # task_id, with `[map_index]` for a mapped task
+    state: str | None = None
+    seconds: float = 0.0
+
+
+class TaskWatcher:
+    """Turns the lines of `airflow dags test` into task events, timed on this machine's clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.current: tuple[str, float] | None = None
+        self.state: str | None = None
+        self.said = 0.0  # when the current task was last shown
+
+    def feed(self, line: str) -> TaskEvent | None:
+        now = self.clock()
+        if m := TASK_START.search(line):
+            self.current, self.state, self.said = (_task_name(m), now), None, now
+            return TaskEvent(self.current[0])
+        if self.current is None:
+            return None
+        name, start = self.current
+        if m := TASK_STATE.search(line):
+            self.state = m.group(1)
+        elif TASK_ERROR.search(line):
+            self.state = "failed"
+        elif TASK_END.search(line):
+            self.current = None
+            return TaskEvent(name, self.state or "finished", now - start)
+        if now - self.said >= HEARTBEAT_S:  # a long task's own output keeps coming: say it runs
+            self.said = now
+            return TaskEvent(name, "running", now - start)
+        return None
+
+
+def _task_name(m: re.Match[str]) -> str:
+    return m.group(1) if m.group(2) == "-1" else f"{m.group(1)}[{m.group(2)}]"
+
+
+class Display(Protocol):
+    def show(self, event: TaskEvent) -> None: ...
+
+
+class PlainDisplay:
+    """One line per task start and end: for a log file, a pipe, CI."""
+
+    def __init__(self, dag: str, out: IO[str]) -> None:
+        self.dag, self.out, self.done, self.start = dag, out, 0, time.monotonic()
+
+    def show(self, event: TaskEvent) -> None:
+        if event.state is None:
+            line = f"  {self.dag}.{event.task} started"
+        elif event.state == "running":
+            line = f"  {self.dag}.{event.task} still running ({event.seconds:.0f} s)"
+        else:
+            self.done += 1
+            line = (
+                f"  {self.dag}.{event.task} {event.state} in {event.seconds:.1f} s "
+                f"({self.done} tasks done, {time.monotonic() - self.start:.0f} s since the DAG started)"
+            )
+        print(line, file=self.out, flush=True)
+
+
+class RichDisplay:
+    """A live `rich` display: one row per task, a spinner and a running clock while it runs."""
+
+    def __init__(self, dag: str, progress: Any) -> None:
+        self.dag, self.progress = dag, progress
+        self.rows: dict[str, Any] = {}
+
+    def show(self, event: TaskEvent) -> None:
+        if event.state is None:
+            self.rows[event.task] = self.progress.add_task(f"{self.dag}.{event.task}", total=1)
+            return
+        if event.state == "running":  # its row's clock is running already
+            return
+        row = self.rows.pop(event.task, None)
+        if row is None:
+            return
+        mark = MARKS.get(event.state, event.state)
+        self.progress.update(row, completed=1, description=f"{mark} {self.dag}.{event.task} {event.state}")
+        self.progress.stop_task(row)
+
+
+@contextmanager
+def task_display(dag: str, out: IO[str]) -> Iterator[Display]:
+    """Rich on a terminal, plain lines otherwise."""
+    if not out.isatty():
+        yield PlainDisplay(dag, out)
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(file=out)
+    columns = (SpinnerColumn(finished_text=" "), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        yield RichDisplay(dag, progress)
+
+
+def run_watched(
+    cmd: list[str], env: dict[str, str], log_file: Path, display: Display
+) -> tuple[int, list[str]]:
+    """Run `cmd`, its output (stderr included) into `log_file` and its task events to `display`:
+    (exit code, the output's last lines)."""
+    tail: deque[str] = deque(maxlen=LOG_TAIL)
+    watcher = TaskWatcher()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        log_file.open("w", encoding="utf-8") as log,
+        subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail.append(line.rstrip("\n"))
+            if (event := watcher.feed(line)) is not None:
+                display.show(event)
+    return proc.returncode, list(tail)
+
+
+def dag_test(dag: str, conf: dict[str, Any], env: dict[str, str], logs: Path) -> None:
+    """`airflow dags test DAG` with its tasks shown as they run; the DAG's INFO lines (which mark
+    the tasks) and everything else go to `logs/airflow-<dag>.log`."""
+    args = ["dags", "test", dag, "-c", json.dumps(conf)]
+    log_file = logs / f"airflow-{dag}.log"
+    print(f"$ airflow {' '.join(args)[:160]}\n  (Airflow's output: {log_file})", flush=True)
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    with task_display(dag, sys.stdout) as display:
+        code, tail = run_watched(cmd, {**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}, log_file, display)
+    if code != 0:
+        print("\n".join(tail), file=sys.stderr)
+        raise SystemExit(f"demo failed: `airflow dags test {dag}` exited with {code} (log: {log_file})")
 
 
 def serve(site: Path) -> AbstractContextManager[LocalSite]:
@@ -163,8 +329,8 @@ def main(args: argparse.Namespace) -> None:
     with serve(args.corpus / "site") as site:
         # Params pick locations by name: paths are the deployment config's (core/overrides.py).
         conf = {"run_id": args.run_id, "seeds": [site.base_url], "synthetic_count": args.synthetic, **names}
-        airflow(["dags", "test", "curation", "-c", json.dumps(conf)], env)
-    airflow(["dags", "test", "pretrain", "-c", json.dumps({"run_id": args.run_id, "steps": args.steps})], env)
+        dag_test("curation", conf, env, args.corpus.parent / "logs")
+    dag_test("pretrain", {"run_id": args.run_id, "steps": args.steps}, env, args.corpus.parent / "logs")
     storage = open_storage(load_config().storage)
     key = f"runs/{args.run_id}/summary.json"
     summary = json.loads(storage.read_bytes(key))

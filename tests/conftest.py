@@ -26,6 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Airflow reads its home at import time: point it at a fresh folder before any test runs."""
     home = Path(tempfile.mkdtemp(prefix="lmforge-test-airflow-"))
     os.environ.update(airflow_environ(home=home, spark_master="local[2]"))
+    # A local Ray's dashboard costs ~12 s per start; tests/test_progress_ray.py turns it on for itself.
+    os.environ.setdefault("LMFORGE_RAY_DASHBOARD", "0")
 
 
 @pytest.fixture(scope="session")

@@ -125,3 +125,34 @@ def test_every_parallelism_has_a_plan_with_the_same_methods() -> None:
         assert issubclass(plan, ParallelPlan) and not inspect.isabstract(plan), name
         assert _public(plan) == interface, name
         assert type(plan_for(_cfg(parallelism=name), LocalSession())) is plan
+
+
+def test_rank_0_logs_progress_at_the_first_and_last_step_and_at_a_bounded_rate_between(
+    shards: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import re
+
+    from training.loop import PROGRESS_ENV
+
+    monkeypatch.setenv(PROGRESS_ENV, "3600")  # nothing between the ends on any machine
+    with caplog.at_level(logging.INFO, logger="lmforge.train"):
+        history = run_training(_cfg(steps=12, log_every=4, checkpoint_every=12), shards, LocalSession())
+    lines = [r.getMessage() for r in caplog.records if r.name == "lmforge.train"]
+    assert len(lines) == 2, lines  # 12 steps, 3 reports: still only the first and the last step
+    pattern = (
+        r"train step (\d+)/12 \(\d+%\): loss (\d+\.\d{4}), [\d,]+ tokens/s, elapsed [\dhms.]+, ETA [\dhms.]+"
+    )
+    matches = [re.fullmatch(pattern, line) for line in lines]
+    assert all(matches), lines
+    (first, _), (last, last_loss) = [m.groups() for m in matches if m]
+    assert (first, last) == ("1", "12")
+    assert lines[1].endswith("ETA 0.0s")
+    assert abs(float(last_loss) - history[-1]["loss"]) < 1e-4  # one rank: its loss is the mean
+
+    caplog.clear()
+    monkeypatch.setenv(PROGRESS_ENV, "0")  # a line every step
+    with caplog.at_level(logging.INFO, logger="lmforge.train"):
+        run_training(_cfg(steps=5, log_every=5, checkpoint_every=5), shards, LocalSession())
+    steps = [r.getMessage().split("/")[0] for r in caplog.records if r.name == "lmforge.train"]
+    assert steps == [f"train step {i}" for i in range(1, 6)]

@@ -6,8 +6,10 @@ after a Ray start) and turns the Ray `Result` into a plain dict for Airflow and 
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from core.config import REPO_ROOT, PipelineConfig, RayConfig
 from core.shard_meta import ShardMeta
 from core.storage import open_storage
 from training.data import ShardReader, read_meta
-from training.loop import FAULT_ENV, model_config, train_loop_per_worker
+from training.loop import FAULT_ENV, PROGRESS_ENV, model_config, train_loop_per_worker
 from training.model import GPT
 
 # Train V2 workers hand each report to a one-slot queue that the controller drains every
@@ -43,6 +45,10 @@ LOCAL_WORKER_NICENESS = 0
 LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
+DASHBOARD_ENV = "LMFORGE_RAY_DASHBOARD"  # "0": a local Ray without its dashboard
+log = logging.getLogger("lmforge.train")
+
+
 class PretrainingError(RuntimeError):
     """The Ray Train run failed after its retries; the message names the run and the cause."""
 
@@ -55,26 +61,64 @@ def ensure_ray(cfg: RayConfig) -> bool:
     """
     if ray.is_initialized():
         return False
-    if cfg.address is None:
-        ray.init(
-            num_cpus=max(2, cfg.num_workers),
-            include_dashboard=False,
-            _system_config={"worker_niceness": LOCAL_WORKER_NICENESS},
-            # Worker stdout (per-step reports, Ray's own controller chatter) stays in Ray's log
-            # files; metrics come back through the Result, errors through TrainingFailedError.
-            log_to_driver=os.environ.get("LMFORGE_RAY_LOG_TO_DRIVER", "0") == "1",
-            runtime_env={
-                "env_vars": {
-                    "PYTHONPATH": str(REPO_ROOT),
-                    **LOCAL_TRAIN_ENV,
-                    **{k: v for k, v in os.environ.items() if k == POLL_INTERVAL_VAR},
-                    # tests' fault injection (training/loop.py) reaches the workers this way only
-                    **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
-                }
-            },
-        )
-    else:
-        ray.init(address=cfg.address)
+    context = _start_local_ray(cfg) if cfg.address is None else ray.init(address=cfg.address)
+    url = getattr(context, "dashboard_url", None)
+    log.info("Ray dashboard: %s", f"http://{url}{token_note()}" if url else "off")
+    return True
+
+
+def token_note() -> str:
+    """Where the dashboard's login token is, when Ray runs with token authentication (Ray 2.60's
+    default for a local `ray.init`); the token itself is never logged."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return ""
+    where = "$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else None
+    where = where or os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+    return f" (token authentication: the dashboard asks for the token in {where})"
+
+
+def _start_local_ray(cfg: RayConfig) -> Any:
+    """A local Ray with its dashboard (the run's jobs, actors, logs and metrics, its URL logged) when
+    Ray's dashboard packages are installed and `LMFORGE_RAY_DASHBOARD` is not "0"; a dashboard that
+    cannot start is logged and the run goes on without it."""
+    kwargs: dict[str, Any] = {
+        "num_cpus": max(2, cfg.num_workers),
+        "_system_config": {"worker_niceness": LOCAL_WORKER_NICENESS},
+        # Worker output (the loop's progress lines, Ray's own controller chatter) comes to this
+        # process's stderr, so to the task log; "0" keeps it in Ray's log files only.
+        "log_to_driver": os.environ.get("LMFORGE_RAY_LOG_TO_DRIVER", "1") == "1",
+        "runtime_env": {
+            "env_vars": {
+                "PYTHONPATH": str(REPO_ROOT),
+                **LOCAL_TRAIN_ENV,
+                **{k: v for k, v in os.environ.items() if k in (POLL_INTERVAL_VAR, PROGRESS_ENV)},
+                # tests' fault injection (training/loop.py) reaches the workers this way only
+                **{k: v for k, v in os.environ.items() if k == FAULT_ENV},
+            }
+        },
+    }
+    if not sys.stderr.isatty():  # worker lines reach a task log: no ANSI colour codes around them
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    if dashboard_wanted():
+        try:
+            # Ray takes the next free port when 8265 is in use (another local Ray, a test's head).
+            return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+        except Exception as err:  # a dashboard is a convenience, never a reason to fail
+            log.warning("the Ray dashboard could not start (%s): starting Ray without it", err)
+            if ray.is_initialized():
+                ray.shutdown()
+    return ray.init(include_dashboard=False, **kwargs)
+
+
+def dashboard_wanted() -> bool:
+    """The dashboard needs `ray[default]`'s packages (aiohttp and friends): without them, none."""
+    if os.environ.get(DASHBOARD_ENV, "1") == "0":
+        return False
+    try:
+        import aiohttp  # noqa: F401
+        import ray.dashboard  # noqa: F401
+    except ImportError:
+        return False
     return True
 
 

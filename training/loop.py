@@ -9,16 +9,21 @@ optimizer step, evaluates, and lays out the checkpoint state.
 
 Per step: `grad_accum` micro-batches of the run's single data stream (training/data.py), each
 turned into the objective's batch (training/objectives.py), forward under bf16 autocast on GPU,
-gradients synchronised once per step, clipping, AdamW, cosine schedule. Checkpoints hold the
+gradients synchronised once per step, clipping, AdamW, cosine schedule. Rank 0 logs a progress
+line (step, loss, tokens/s, elapsed, ETA) at the first and last step and at most every
+`LMFORGE_TRAIN_PROGRESS_S` seconds (30) between: a run of hours stays watchable in its task log
+without a line per step. Checkpoints hold the
 model, optimizer, step, the exact data position and the metrics history; a retry after a lost
 worker (Ray Train's FailureConfig) restores all of them.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,6 +43,10 @@ from training.session import RaySession, Session
 
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak (Hoffmann et al. 2022)
 FAULT_ENV = "LMFORGE_FAULT_KILL_AT_STEP"  # tests: "<step>:<marker file>" kills rank 1 once
+PROGRESS_ENV = "LMFORGE_TRAIN_PROGRESS_S"  # seconds between rank 0's progress lines (default 30)
+PROGRESS_EVERY_S = 30.0
+
+log = logging.getLogger("lmforge.train")
 
 
 def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -87,6 +96,63 @@ def flush_denormals() -> None:
     Per thread: call it on the thread that trains (Ray Train V2 runs the loop on its own thread).
     """
     torch.set_flush_denormal(True)
+
+
+def _duration(seconds: float) -> str:
+    """1h02m03s, 2m03s, 3.4s."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class StepProgress:
+    """Rank 0's progress lines: at the first and the last step, and between them at most every
+    `every_s` seconds (a line per step would flood a task log). Tokens/s covers the steps since the
+    previous line; the ETA extrapolates this attempt's mean step time (a resumed run's clock starts
+    at its resume step)."""
+
+    def __init__(self, start: int, total: int, tokens_per_step: int, every_s: float | None = None) -> None:
+        if every_s is None:
+            every_s = float(os.environ.get(PROGRESS_ENV, PROGRESS_EVERY_S))
+        self.start, self.total, self.tokens_per_step, self.every_s = start, total, tokens_per_step, every_s
+        self.begin = self.last_time = time.monotonic()
+        self.last_step = start
+        self.lines = 0
+
+    def step(self, done: int, loss: float) -> None:
+        now = time.monotonic()
+        if not (done == self.start + 1 or done == self.total or now - self.last_time >= self.every_s):
+            return
+        elapsed = now - self.begin
+        rate = self.tokens_per_step * (done - self.last_step) / max(now - self.last_time, 1e-9)
+        eta = (self.total - done) * elapsed / max(done - self.start, 1)
+        _worker_log().info(
+            "train step %d/%d (%.0f%%): loss %.4f, %s tokens/s, elapsed %s, ETA %s",
+            done,
+            self.total,
+            100 * done / max(self.total, 1),
+            loss,
+            f"{rate:,.0f}",
+            _duration(elapsed),
+            _duration(eta),
+        )
+        self.last_time, self.last_step, self.lines = now, done, self.lines + 1
+
+
+def _worker_log() -> logging.Logger:
+    """The training logger, made to write to stderr in a Ray worker that configured no logging
+    (Ray passes a worker's stderr to the driver's, so to the task log)."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    elif log.getEffectiveLevel() > logging.INFO:  # a root logger at WARNING would drop the lines
+        log.setLevel(logging.INFO)
+    return log
 
 
 def model_config(cfg: TrainConfig, meta: ShardMeta) -> GPTConfig:
@@ -230,6 +296,8 @@ def _loop(
     steps = total_steps(cfg, data_world)
     peak = peak_flops(torch.cuda.get_device_name(session.device)) if session.device.type == "cuda" else None
     clock, steps_timed = time.perf_counter(), 0
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * data_world
+    progress = StepProgress(start, steps, tokens_per_step) if session.rank == 0 else None
     built.model.train()
     for step in range(start, steps):
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, steps)
@@ -238,12 +306,14 @@ def _loop(
         position += step_windows(data_world, cfg.grad_accum, cfg.batch_size)
         _fault_injection(step + 1, session.rank)
         done, steps_timed = step + 1, steps_timed + 1
+        if progress is not None:  # rank 0's own loss: no collective outside the report steps
+            progress.step(done, float(loss))
         ckpt = done % cfg.checkpoint_every == 0 or done == steps
         if not (done == 1 or done % cfg.log_every == 0 or ckpt):
             continue
         now = time.perf_counter()
         elapsed = now - clock
-        tokens_per_s = cfg.batch_size * cfg.grad_accum * cfg.seq_len * data_world * steps_timed / elapsed
+        tokens_per_s = tokens_per_step * steps_timed / elapsed
         metrics: dict[str, Any] = {
             "step": done,
             "loss": mean_across_ranks(loss, session.device),

@@ -6,12 +6,21 @@ URLs requested, when the last response ended) is its `HostState`, which the driv
 host's task at the next level: robots.txt is fetched once per host per crawl and the politeness
 clock survives level boundaries. Each task writes its own WARC file. The Spark driver that keeps
 the frontier and runs the tasks is jobs/spark/crawl.py; nothing here knows the engine.
+
+Progress: each host's task logs one line when its URLs of a level are done, and `CrawlProgress`
+gives the driver one line when a level starts and one when it ends (fetched, failed, skipped by
+robots.txt and opt-outs, URLs queued for the next level, hosts, elapsed time), so a crawl of hours
+can be followed in its task log.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +45,8 @@ from jobs.web.charset import decode
 from jobs.web.mime import sniff_content_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+log = logging.getLogger("lmforge.crawl")
 
 
 @dataclass
@@ -246,11 +257,101 @@ def crawl_host(
     task's clock (`host_deadline_s`) starts here, so a stuck host cannot hold its level past it."""
     host, pending, state = task
     state = state or HostState()
+    start = time.monotonic()
     with WarcFile(out_dir, warc_name(level, host), cfg.user_agent) as warc:
         worker = _HostCrawl(cfg, scope, host, level, state, warc)
         records = [worker.fetch(url) for url in pending]
     state.last_end, state.hold_until = worker.client.last_end, worker.client.hold_until
+    _task_log().info(
+        "crawl level %d host %s: %s in %.1f s", level, host, tally(records).text(), time.monotonic() - start
+    )
     return records, state
+
+
+def _task_log() -> logging.Logger:
+    """The crawl logger, made to write to stderr in a Spark Python worker (which configures no
+    logging): local Spark passes a worker's stderr on to the driver's, so to the task log."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+
+
+@dataclass
+class Tally:
+    """What became of a batch of frontier URLs, by the fetch log's decision."""
+
+    urls: int = 0
+    fetched: int = 0
+    failed: int = 0  # decision `error`: HTTP errors, timeouts, blocked addresses, host deadline
+    robots: int = 0  # robots.txt disallowed it, or asked for a longer crawl delay than allowed
+    optout: int = 0  # an AI opt-out (meta, header, TDMRep)
+    other: int = 0  # redirected elsewhere, duplicate, content type skipped
+    links: int = 0  # links found on the pages (before the seen set and scope)
+
+    def text(self) -> str:
+        return (
+            f"{self.urls} URLs: {self.fetched} fetched, {self.failed} failed, {self.robots} skipped by "
+            f"robots.txt, {self.optout} opted out, {self.other} other; {self.links} links found"
+        )
+
+
+def tally(records: Iterable[FetchRecord]) -> Tally:
+    t = Tally()
+    for rec in records:
+        t.urls += 1
+        t.links += len(rec.links)
+        if rec.decision == "fetched":
+            t.fetched += 1
+        elif rec.decision == "error":
+            t.failed += 1
+        elif rec.decision.startswith("robots_"):
+            t.robots += 1
+        elif rec.decision.startswith("optout_"):
+            t.optout += 1
+        else:
+            t.other += 1
+    return t
+
+
+class CrawlProgress:
+    """The driver's per-level log lines; the clock starts when it is made.
+
+    Usage (jobs/spark/crawl.py): `started(level, by_host)` before a level's tasks run,
+    `finished(level, records, queued)` after, with the next level's frontier size.
+    """
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self.log, self.start = logger, time.monotonic()
+        self.level_start = self.start
+        self.totals = Counter[str]()
+
+    def started(self, level: int, by_host: dict[str, list[str]]) -> None:
+        self.level_start = time.monotonic()
+        urls = sum(len(u) for u in by_host.values())
+        self.log.info("crawl level %d started: %d URLs on %d hosts", level, urls, len(by_host))
+
+    def finished(self, level: int, records: list[FetchRecord], queued: int) -> Tally:
+        now = time.monotonic()
+        t = tally(records)
+        self.totals.update({"urls": t.urls, "fetched": t.fetched, "failed": t.failed, "robots": t.robots})
+        hosts = len({r.host for r in records})
+        self.log.info(
+            "crawl level %d done in %.1f s (%.1f s since the crawl started): %s; %d hosts; "
+            "%d URLs queued for level %d; so far %d URLs, %d fetched, %d failed, %d skipped by robots.txt",
+            level,
+            now - self.level_start,
+            now - self.start,
+            t.text(),
+            hosts,
+            queued,
+            level + 1,
+            *(self.totals[k] for k in ("urls", "fetched", "failed", "robots")),
+        )
+        return t
 
 
 def to_document(rec: FetchRecord) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from core.config import CrawlConfig
 from core.fetch_record import FETCH_LOG_SCHEMA
 from core.schema import DOCUMENT_SCHEMA
-from jobs.crawl.crawler import HostState, Scope, crawl_host, to_document
+from jobs.crawl.crawler import CrawlProgress, HostState, Scope, crawl_host, to_document
 from jobs.web.urls import canonical_url
 
 if TYPE_CHECKING:
@@ -39,12 +39,13 @@ def crawl(spark: SparkSession, cfg: CrawlConfig, out_dir: Path) -> dict[str, Any
     links = Counter({"out_of_scope": len(seeds) - len(frontier)})
     for d in ("data", "fetch_log", "warc"):
         (out_dir / d).mkdir(parents=True, exist_ok=True)
-    levels = 0
+    levels, progress = 0, CrawlProgress()  # per-level lines in the task log
     for level in range(cfg.max_depth + 1):
         by_host, frontier = _take(frontier, cfg, per_host, links), []
         if not by_host:
             break
         levels += 1
+        progress.started(level, by_host)
         tasks = [(host, urls, states.get(host)) for host, urls in sorted(by_host.items())]
         results = (
             spark.sparkContext.parallelize(tasks, len(tasks))
@@ -63,6 +64,7 @@ def crawl(spark: SparkSession, cfg: CrawlConfig, out_dir: Path) -> dict[str, Any
         seen.update(found)
         frontier = [u for u in found if scope.allows(u)]
         links["out_of_scope"] += len(found) - len(frontier)
+        progress.finished(level, recs, queued=0 if level == cfg.max_depth else len(frontier))
     links["beyond_depth"] += len(frontier)
     stats = fetched_counts(out_dir)
     stats.update(

@@ -17,9 +17,21 @@ from core.config import PipelineConfig
 from core.datasets import Manifest, default_cache_root, materialize
 from core.plans import plan_for, resolve, stage
 from core.stage_run import run_committed
-from core.storage import open_storage
+from core.storage import LocalStorage, Storage, open_storage
 
 log = logging.getLogger("lmforge.runner")
+
+EVENTS = "spark-events"  # a run's Spark event logs: runs/<run id>/spark-events/ (spark-history-server)
+
+
+def event_log_dir(storage: Storage, run_id: str) -> Path:
+    """Where a stage's Spark event log goes: into the run folder on local storage; for an object
+    store, a local folder (Spark would need the Hadoop s3a jars to write there), said in the log."""
+    if isinstance(storage, LocalStorage):
+        return Path(storage.root, "runs", run_id, EVENTS)
+    local = default_cache_root() / EVENTS / run_id
+    log.info("run %s is on %s: Spark event logs go to the local folder %s", run_id, storage.root, local)
+    return local
 
 
 def run_stage(
@@ -39,7 +51,11 @@ def run_stage(
             from jobs.spark.session import get_spark
 
             session = get_spark(
-                f"lmforge-{name}", cfg.spark.master, cfg.spark.shuffle_partitions, cfg.spark.driver_memory
+                f"lmforge-{name}",
+                cfg.spark.master,
+                cfg.spark.shuffle_partitions,
+                cfg.spark.driver_memory,
+                event_log_dir=event_log_dir(storage, run_id),
             )
         # Verified against their manifests: adapters read whole folders (spark.read.parquet(dir)), and
         # materialize refuses a local folder holding a file its manifest does not list.
