@@ -594,6 +594,10 @@ class TrainConfig(_Strict):
     init_from: str | None = None  # a path: config-only (a param names `init_location`)
     init_location: str | None = None  # a name in `locations`, replacing init_from when set
     model_size: Literal["tiny", "small", "gpt2-small", "gpt2-medium", "1b"] = "tiny"
+    # Explicit shape overriding the preset's (a scaling-law sweep's ladder of sizes); None: the preset's.
+    n_layer: int | None = Field(None, ge=1, le=512)
+    n_head: int | None = Field(None, ge=1, le=512)
+    n_embd: int | None = Field(None, ge=8, le=65_536)
     seq_len: int = Field(128, ge=8, le=8192)
     batch_size: int = Field(8, ge=1, le=65_536)
     grad_accum: int = Field(1, ge=1, le=4096)
@@ -618,6 +622,8 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1, le=10**9)
     log_every: int = Field(10, ge=1, le=10**9)
     eval_batches: int = Field(4, ge=1, le=100_000)
+    # validation loss every this many steps (and at the last); 0: at the last step only
+    eval_every: int = Field(0, ge=0, le=10**9)
     max_failures: int = Field(2, ge=0, le=100)  # Ray Train FailureConfig retries from the last checkpoint
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
@@ -630,6 +636,29 @@ class TrainConfig(_Strict):
         if self.objective == "contrastive" and self.dropout == 0:
             raise ValueError("objective 'contrastive' needs dropout > 0 (SimCSE uses 0.1)")
         return self
+
+
+class ScalingConfig(_Strict):
+    """A scaling-law sweep (dags/scaling.py, training/scaling/): one causal-LM run per point.
+
+    `isoflop` (Hoffmann et al. 2022, approach 2): for each compute budget C in `budgets`, `sizes_per_budget`
+    model sizes spread log-uniformly over [`min_params`, `max_params`] that fit, each trained on
+    D = C / (6 N) tokens. `grid`: every size in `model_sizes` (non-embedding parameters) times every
+    token count in `tokens`. Models are shaped by `training/scaling/` (depth and width ratios); the rest
+    of the run is `train`. `max_points` bounds a sweep. `bootstrap` resamples for the intervals
+    (Besiroglu et al. 2024 use bootstrap intervals too), seeded by `seed`."""
+
+    design: Literal["isoflop", "grid"] = "isoflop"
+    budgets: list[Annotated[float, Field(gt=0, le=1e27)]] = Field([1e12, 3e12, 1e13], max_length=64)
+    sizes_per_budget: int = Field(5, ge=3, le=64)
+    min_params: int = Field(20_000, ge=1_000, le=10**13)
+    max_params: int = Field(2_000_000, ge=1_000, le=10**13)
+    model_sizes: list[Annotated[int, Field(ge=1_000, le=10**13)]] = Field([], max_length=64)
+    tokens: list[Annotated[int, Field(ge=1_000, le=10**15)]] = Field([], max_length=64)
+    eval_every: int = Field(20, ge=1, le=10**9)
+    max_points: int = Field(40, ge=1, le=10_000)
+    bootstrap: int = Field(200, ge=0, le=100_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 GateMode = Literal["fail", "warn", "off"]
@@ -717,6 +746,7 @@ class PipelineConfig(_Strict):
     mixture: MixtureConfig = MixtureConfig()
     publish: PublishConfig = PublishConfig()
     train: TrainConfig = TrainConfig()
+    scaling: ScalingConfig = ScalingConfig()
     validation: ValidateConfig = ValidateConfig()  # `validate` would shadow BaseModel.validate
 
 
