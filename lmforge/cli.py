@@ -7,6 +7,7 @@
     lmforge demo                        build the demo corpus and run both DAGs through Airflow
     lmforge ui                          the Airflow UI, scheduler and triggerer on the embedded setup
     lmforge airflow ARGS                `airflow ARGS` with the embedded environment
+    lmforge scaling fit CSV --json      scaling-law fits (Chinchilla approaches 1-3, Kaplan) with intervals
     lmforge extract|quality < docs.jsonl   a stage's per-document rule on your own JSON lines
 
 A later capability adds a subcommand with `@command(...)` in its own module, listed in `MODULES`.
@@ -43,6 +44,7 @@ MODULES = (
     "lmforge.overlap_commands",
     "lmforge.validate_commands",
     "lmforge.airflow_commands",
+    "lmforge.scaling_commands",
 )
 
 
