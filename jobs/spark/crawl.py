@@ -66,6 +66,11 @@ def crawl(spark: SparkSession, cfg: CrawlConfig, out_dir: Path) -> dict[str, Any
         links["out_of_scope"] += len(found) - len(frontier)
         progress.finished(level, recs, queued=0 if level == cfg.max_depth else len(frontier))
     links["beyond_depth"] += len(frontier)
+    if levels == 0:  # no seed in scope: empty tables, so that readers find the parts
+        # (an empty folder is not committed)
+        name = "level-000.parquet"
+        pq.write_table(DOCUMENT_SCHEMA.empty_table(), out_dir / "data" / name)
+        pq.write_table(FETCH_LOG_SCHEMA.empty_table(), out_dir / "fetch_log" / name)
     stats = fetched_counts(out_dir)
     stats.update(
         levels=levels,
