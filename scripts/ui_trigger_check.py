@@ -1,10 +1,12 @@
 """Check the real Airflow UI's trigger form: is Trigger enabled with every DAG's default params?
 
-Starts an embedded Airflow 3 (temporary AIRFLOW_HOME, SQLite, `airflow api-server` on a free
-loopback port and `airflow dag-processor`, environment from orchestration/airflow_env.py, the
-simple auth manager with everyone an admin), waits until the DAGs are parsed, then opens each
-DAG's trigger form in headless Chromium (Playwright) and reports whether the Trigger button is
-enabled and which params the form flags (required and empty, or invalid).
+Starts an embedded Airflow 3 (tests/airflow_stack.py: temporary AIRFLOW_HOME, SQLite, `airflow
+api-server` on a free loopback port and `airflow dag-processor`, the simple auth manager with
+everyone an admin), waits until the DAGs are parsed, then opens each DAG's trigger form in headless
+Chromium (Playwright), opens each param section in turn, and reports whether the Trigger button is
+enabled, which params the form flags (required and empty, or invalid), which it never shows, and
+each field's description. tests/test_airflow_stack.py reuses `check_form` and `check_dag_list`
+against a full stack (with a scheduler) and triggers a run that executes.
 
 For the DAGs in `--trigger` (default: curation) it then unticks "Unpause ... on trigger", clicks
 Trigger with the defaults and checks through the REST API that a run was created with the default
@@ -25,15 +27,11 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from orchestration.airflow_env import airflow_environ  # noqa: E402
+from tests.airflow_stack import AirflowStack, Api, StackError  # noqa: E402
 
 DEFAULT_DAGS = ("curation", "pretrain")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -65,7 +63,9 @@ FIELDS_JS = """
   if (controls.some((el) => !el.checkValidity())) reasons.push('browser validation failed');
   const errors = [...root.querySelectorAll('[data-part="error-text"]')].map((e) => e.textContent.trim());
   for (const text of errors) if (text) reasons.push(text);
-  return {name, required, reasons};
+  const helper = root.querySelector('[data-scope="field"][data-part="helper-text"]');
+  const description = helper ? helper.textContent.trim() : '';
+  return {name, required, reasons, description};
 })
 """
 
@@ -80,10 +80,13 @@ class FormResult:
     required: list[str] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)
     missing_fields: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)  # params whose field was seen (visible)
     triggered: bool = False
     run_id: str | None = None
     run_state: str | None = None
-    conf_matches_defaults: bool | None = None
+    conf_matches_defaults: bool | None = None  # the run's conf is the form's: defaults and `fill`
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -113,145 +116,29 @@ def find_chromium(explicit: str | None = None) -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port that is free on loopback now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def check_environ(home: Path, dags_folder: Path | None) -> dict[str, str]:
-    """The project's Airflow environment, plus the simple auth manager with everyone an admin."""
-    env = airflow_environ(home=home)
-    env["AIRFLOW__CORE__AUTH_MANAGER"] = (
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-    )
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
-    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
-    if dags_folder is not None:
-        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder.resolve())
-    return env
-
-
-class Processes:
-    """Subprocesses in their own process groups, all terminated (then killed) on close."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        """Start `argv` in a new session, stdout and stderr to `<logs>/<name>.log`."""
-        with open(self.logs / f"{name}.log", "wb") as log:
-            self.procs[name] = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def check_alive(self) -> None:
-        """Raise CheckError (with the log's tail) if a subprocess has exited."""
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise CheckError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        """The last lines of a subprocess's log."""
-        path = self.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def close(self) -> None:
-        """SIGTERM every process group, wait up to 15 s, then SIGKILL what is left."""
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stray children (uvicorn workers) as well
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-
-
-class Api:
-    """A minimal client for Airflow's REST API (/api/v2); no token needed with ALL_ADMINS."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def get(self, path: str) -> Any:
-        """GET a JSON resource."""
-        with urllib.request.urlopen(f"{self.base_url}/api/v2{path}", timeout=10) as resp:
-            return json.load(resp)
-
-    def up(self) -> bool:
-        """Whether the API server answers."""
-        try:
-            self.get("/version")
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return False
-        return True
-
-
-def wait_for(what: str, ready: Any, timeout: float, procs: Processes, interval: float = 1.0) -> Any:
-    """Poll `ready()` until it returns something truthy; fail early if a subprocess died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        if value := ready():
-            return value
-        time.sleep(interval)
-    raise CheckError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def wait_for_dags(api: Api, dag_ids: tuple[str, ...], timeout: float, procs: Processes) -> None:
-    """Until every DAG is parsed (listed and not stale); on timeout, name the import errors."""
-
-    def parsed() -> bool:
-        dags = {d["dag_id"]: d for d in api.get("/dags?limit=100")["dags"]}
-        return all(d in dags and not dags[d].get("is_stale") for d in dag_ids)
-
-    try:
-        wait_for(f"DAGs {', '.join(dag_ids)} to be parsed", parsed, timeout, procs, interval=2)
-    except CheckError as exc:
-        errors = api.get("/importErrors").get("import_errors", [])
-        detail = "\n".join(f"{e['filename']}:\n{e['stack_trace'][-1500:]}" for e in errors)
-        raise CheckError(f"{exc}\nimport errors:\n{detail or '(none)'}") from None
-
-
 @contextlib.contextmanager
 def embedded_airflow(
     dag_ids: tuple[str, ...], dags_folder: Path | None, keep: bool = False, timeout: float = 240
 ) -> Iterator[Api]:
-    """A migrated temporary Airflow home, an API server and a DAG processor; `dag_ids` parsed."""
+    """A migrated temporary Airflow home, an API server and a DAG processor (tests/airflow_stack.py,
+    no scheduler: a triggered run stays queued); `dag_ids` parsed."""
     home = Path(tempfile.mkdtemp(prefix="lmforge-ui-check-"))
-    procs = Processes(home)
+    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder.resolve())} if dags_folder is not None else {}
     try:
-        env = check_environ(home, dags_folder)
-        airflow = str(Path(sys.executable).parent / "airflow")
-        log(f"AIRFLOW_HOME {home}: airflow db migrate")
-        migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
-        if migrate.returncode:
-            raise CheckError(f"airflow db migrate failed:\n{migrate.stdout[-2000:]}{migrate.stderr[-2000:]}")
-        port = free_port()
-        procs.start("api-server", [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], env)
-        procs.start("dag-processor", [airflow, "dag-processor"], env)
-        api = Api(f"http://127.0.0.1:{port}")
-        log(f"started api-server on {api.base_url} and dag-processor")
-        wait_for("the API server", api.up, timeout, procs)
-        log("API server up; waiting for the DAGs to be parsed")
-        wait_for_dags(api, dag_ids, timeout, procs)
-        log(f"parsed: {', '.join(dag_ids)}")
-        yield api
-    except CheckError:
-        for name in procs.procs:
-            print(f"--- {name} log (tail) ---\n{procs.tail(name)}", file=sys.stderr)
-        raise
+        log(f"AIRFLOW_HOME {home}: starting the api-server and the dag-processor")
+        try:
+            stack = AirflowStack.start(home, extra, ("api-server", "dag-processor"), timeout)
+        except StackError as exc:
+            raise CheckError(str(exc)) from None
+        with stack:
+            log(f"API server up on {stack.base_url}; waiting for the DAGs to be parsed")
+            try:
+                stack.wait_for_dags(dag_ids, timeout)
+            except StackError as exc:
+                raise CheckError(str(exc)) from None
+            log(f"parsed: {', '.join(dag_ids)}")
+            yield stack.api
     finally:
-        procs.close()
         if keep:
             print(f"kept AIRFLOW_HOME {home}", file=sys.stderr)
         else:
@@ -265,9 +152,19 @@ def default_conf(api: Api, dag_id: str) -> dict[str, Any]:
 
 
 def check_form(
-    page: Any, api: Api, dag_id: str, trigger: bool, timeout_ms: int, screenshot: Path | None = None
+    page: Any,
+    api: Api,
+    dag_id: str,
+    trigger: bool,
+    timeout_ms: int,
+    screenshot: Path | None = None,
+    fill: Mapping[str, str] | None = None,
+    keep_paused: bool = True,
+    show: str | None = None,
 ) -> FormResult:
-    """Open the DAG's trigger form; read the Trigger button and the fields; optionally trigger."""
+    """Open the DAG's trigger form, expand its param sections, read the Trigger button and the
+    fields (with their descriptions); type `fill` into text fields; optionally trigger. The
+    screenshot shows section `show` open (default: the one with `fill`'s fields, else the first)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
@@ -280,26 +177,96 @@ def check_form(
     dialog.wait_for(timeout=timeout_ms)
     button = dialog.get_by_role("button", name="Trigger", exact=True)
     button.wait_for(timeout=timeout_ms)
-    # The fields render (and validate) after the DAG's details load: wait for every param's label.
+    # The fields render (and validate) after the DAG's details load, in collapsed sections (the
+    # params' `section`): wait for the first label, then open every section but the run options.
     labels = dialog.locator('[data-scope="field"][data-part="label"]')
+    with contextlib.suppress(PlaywrightTimeout):  # a form without fields is reported below
+        labels.first.wait_for(state="attached", timeout=timeout_ms)
+    shown_in = open_sections(dialog, result, timeout_ms)
     with contextlib.suppress(PlaywrightTimeout):  # a param without a field is reported below
-        for i, name in enumerate(defaults):
-            labels.filter(has_text=name).first.wait_for(timeout=timeout_ms if i == 0 else 2000)
+        for name in defaults:
+            labels.filter(has_text=name).first.wait_for(state="attached", timeout=2000)
+    # The accordion keeps one section open: the one with the fields to fill, else the first.
+    to_fill = [shown_in[n] for n in (fill or {}) if n in shown_in]
+    if show is None:
+        show = next(iter(to_fill or result.sections), None)
+    if show is not None:
+        open_section(dialog, show, timeout_ms)
+    for name, value in (fill or {}).items():
+        dialog.locator(f"#element_{name}").fill(value)
     with contextlib.suppress(AssertionError):  # let validation settle; a disabled button stays so
         expect(button).to_be_enabled(timeout=5000)
     page.wait_for_timeout(1000)  # and catch a button enabled only until validation runs
     result.trigger_enabled = button.is_enabled()
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        # The dialog scrolls inside the viewport: make the viewport tall enough for the open section.
+        size = page.viewport_size or {"width": 1400, "height": 1000}
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], 2400)})
+        try:
+            dialog.screenshot(path=str(screenshot))
+        finally:
+            page.set_viewport_size(size)
     log(f"{dag_id}: Trigger {'enabled' if result.trigger_enabled else 'DISABLED'}")
     fields = {f["name"]: f for f in dialog.evaluate(FIELDS_JS) if f["name"]}
     result.missing_fields = [n for n in defaults if n not in fields]
     result.required = [n for n in defaults if fields.get(n, {}).get("required")]
     result.flagged = {n: f["reasons"] for n, f in fields.items() if f["reasons"]}
+    result.descriptions = {n: fields[n]["description"] for n in defaults if n in fields}
     if trigger and result.trigger_enabled:
-        trigger_run(page, dialog, button, api, result, defaults, timeout_ms)
+        conf = {**defaults, **(fill or {})}
+        trigger_run(page, dialog, button, api, result, conf, timeout_ms, keep_paused)
     return result
+
+
+def _sections(dialog: Any) -> dict[str, Any]:
+    """The form's param sections (accordion triggers) by name; not the run options."""
+    triggers = dialog.locator('[data-scope="accordion"][data-part="item-trigger"]')
+    found = {triggers.nth(i).inner_text().strip(): triggers.nth(i) for i in range(triggers.count())}
+    found.pop("Advanced Options", None)  # conf JSON, run id and note: not params
+    return found
+
+
+def open_section(dialog: Any, name: str, timeout_ms: int) -> list[str]:
+    """Open one section (the accordion closes the others); the param labels it shows."""
+    trigger = _sections(dialog)[name]
+    if trigger.get_attribute("aria-expanded") != "true":
+        trigger.click()
+    content = dialog.locator(f'[id="{trigger.get_attribute("aria-controls")}"]')
+    labels = content.locator('[data-scope="field"][data-part="label"]')
+    labels.first.wait_for(timeout=timeout_ms)  # visible
+    return [labels.nth(i).inner_text().replace("*", "").strip() for i in range(labels.count())]
+
+
+def open_sections(dialog: Any, result: FormResult, timeout_ms: int) -> dict[str, str]:
+    """Open each section in turn, so each param is seen shown, not only in the DOM: param -> section."""
+    shown_in: dict[str, str] = {}
+    for name in _sections(dialog):
+        result.sections.append(name)
+        shown_in.update(dict.fromkeys(open_section(dialog, name, timeout_ms), name))
+    result.shown = list(shown_in)
+    return shown_in
+
+
+def check_dag_list(
+    page: Any, base_url: str, dag_ids: Iterable[str], timeout_ms: int, screenshot: Path | None
+) -> list[str]:
+    """Open the UI's DAG list; the DAG ids of `dag_ids` that it does not show (empty: all shown)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(f"{base_url}/dags", wait_until="domcontentloaded")
+    missing = []
+    for i, dag_id in enumerate(dag_ids):
+        try:
+            page.get_by_role("link", name=dag_id, exact=True).first.wait_for(
+                timeout=timeout_ms if i == 0 else 5000
+            )
+        except PlaywrightTimeout:
+            missing.append(dag_id)
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+    return missing
 
 
 def trigger_run(
@@ -308,14 +275,16 @@ def trigger_run(
     button: Any,
     api: Api,
     result: FormResult,
-    defaults: dict[str, Any],
+    conf: dict[str, Any],
     timeout_ms: int,
+    keep_paused: bool = True,
 ) -> None:
-    """Click Trigger (DAG left paused) and check through the REST API that the run exists."""
+    """Click Trigger and check through the REST API that the run exists with `conf`. With
+    `keep_paused` "Unpause on trigger" is unticked, and the DAG must still be paused after."""
     dag_id = result.dag_id
     before = {r["dag_run_id"] for r in api.get(f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]}
     unpause = dialog.get_by_role("checkbox", name=f"Unpause {dag_id} on trigger")
-    if unpause.count() and unpause.is_checked():
+    if keep_paused and unpause.count() and unpause.is_checked():
         dialog.get_by_text(f"Unpause {dag_id} on trigger").click()
         if unpause.is_checked():
             result.errors.append("could not untick 'Unpause on trigger'; not triggering")
@@ -324,7 +293,7 @@ def trigger_run(
     def is_trigger_post(resp: Any) -> bool:
         return resp.request.method == "POST" and resp.url.endswith(f"/dags/{dag_id}/dagRuns")
 
-    log(f"{dag_id}: clicking Trigger (DAG stays paused)")
+    log(f"{dag_id}: clicking Trigger{' (DAG stays paused)' if keep_paused else ''}")
     with page.expect_response(is_trigger_post, timeout=timeout_ms) as info:
         button.click()
     result.triggered = True
@@ -339,13 +308,13 @@ def trigger_run(
         return
     run = runs[0]
     result.run_id, result.run_state = run["dag_run_id"], run["state"]
-    result.conf_matches_defaults = run.get("conf") == defaults
+    result.conf_matches_defaults = run.get("conf") == conf
     if not result.conf_matches_defaults:
-        diff = {k: (run.get("conf", {}).get(k), v) for k, v in defaults.items() if run["conf"].get(k) != v}
-        result.errors.append(f"run conf differs from the defaults (conf, default): {diff}")
+        diff = {k: (run.get("conf", {}).get(k), v) for k, v in conf.items() if run["conf"].get(k) != v}
+        result.errors.append(f"run conf differs from the form's (conf, form): {diff}")
     if run.get("run_type") != "manual":
         result.errors.append(f"run type {run.get('run_type')!r}, expected 'manual'")
-    if not api.get(f"/dags/{dag_id}")["is_paused"]:
+    if keep_paused and not api.get(f"/dags/{dag_id}")["is_paused"]:
         result.errors.append("the DAG was unpaused by the trigger")
 
 

@@ -133,7 +133,8 @@ def test_installed_copy_works_from_any_folder(wheel: Path, tmp_path: Path) -> No
     probe = (
         "import json, core.config as c, orchestration.airflow_env as a; env = a.airflow_environ();"
         "print(json.dumps({'code': c.__file__, 'root': c.load_config().storage.root,"
-        " 'dags': env['AIRFLOW__CORE__DAGS_FOLDER'], 'home': env['LMFORGE_HOME']}))"
+        " 'dags': env['AIRFLOW__CORE__DAGS_FOLDER'], 'home': env['LMFORGE_HOME'],"
+        " 'airflow_home': env['AIRFLOW_HOME']}))"
     )
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LMFORGE_HOME", "LMFORGE_CONFIG")}
 
@@ -155,6 +156,7 @@ def test_installed_copy_works_from_any_folder(wheel: Path, tmp_path: Path) -> No
     assert Path(got["dags"]) == site / "dags" and (site / "dags" / "curation.py").is_file()
     assert Path(got["root"]) == work.resolve() / ".data"
     assert Path(got["home"]) == work.resolve()
+    assert Path(got["airflow_home"]) == work.resolve() / ".airflow"
     got = run({"LMFORGE_HOME": str(home)})
     assert Path(got["root"]) == home.resolve() / ".data"
     # The console script, from the unrelated folder: one JSON line per stage of the registry.

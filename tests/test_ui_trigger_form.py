@@ -41,6 +41,8 @@ def test_trigger_enabled_with_default_params(tmp_path: Path) -> None:
         assert r["flagged"] == {}, f"{dag_id}: the form flags {r['flagged']}"
         assert r["missing_fields"] == [], f"{dag_id}: params without a form field: {r['missing_fields']}"
         assert r["errors"] == [], f"{dag_id}: {r['errors']}"
+        assert sorted(r["shown"]) == sorted(r["params"]), f"{dag_id}: fields never shown"
+        assert all(r["descriptions"].values()) and set(r["descriptions"]) == set(r["params"]), r
     curation = results["curation"]
     assert curation["triggered"] and curation["run_id"], curation
     assert curation["run_state"] == "queued"
