@@ -8,8 +8,10 @@ a plain `airflow` command knows none of that, and a missing `spark_default` sile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -82,7 +84,27 @@ def ui_cmd(args: argparse.Namespace) -> int:
         "`curation` and `pretrain`, then Trigger. Ctrl-C stops everything.",
         flush=True,
     )
+    return run_group([airflow_executable(), "standalone"], env)
+
+
+def run_group(cmd: list[str], env: dict[str, str], grace_s: float = 30.0) -> int:
+    """Run `cmd` in a process group of its own and stop the whole group when this process is
+    interrupted or terminated: `airflow standalone`'s components outlive a killed parent otherwise."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return subprocess.run([airflow_executable(), "standalone"], env=env, check=False).returncode
+        return proc.wait()
     except KeyboardInterrupt:
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
+                break
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
