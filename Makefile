@@ -77,3 +77,9 @@ up-gpu:
 
 down:
 	docker compose --profile gpu down
+
+# A small CPU scaling-law sweep (3 IsoFLOP budgets x 3 sizes) on the demo run's shards (byte-level
+# shards of this repository when `make demo` has not run): fitted exponents and a recommendation.
+.PHONY: sweep
+sweep: venv
+	$(PY) -m scripts.sweep_demo

@@ -74,9 +74,12 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
             *("pipeline_schedule", "pipeline_microbatches", "precision", "compile", "dropout"),
             *("mlm_probability", "span_noise_density", "span_mean_length", "contrastive_temperature"),
             *("prefix_length", "prefix_hidden", "checkpoint_every", "log_every", "eval_batches"),
-            *("max_failures", "seed"),
+            *("max_failures", "seed", "eval_every"),
+            *("n_layer", "n_head", "n_embd"),  # an explicit shape (a scaling sweep's ladder)
         }
     ),
+    # a scaling sweep's design and fit settings: sizes, budgets and bounds, no paths or endpoints
+    "scaling": "*",
     "ray": frozenset({"num_workers", "use_gpu", "cpus_per_worker"}),
     "spark": frozenset({"shuffle_partitions", "driver_memory"}),
     "validation": "*",  # gate modes and thresholds: a trigger may loosen a gate, never point it elsewhere

@@ -77,6 +77,8 @@ def stage_checks(ms: dict[str, Manifest | None]) -> dict[str, Any]:
 
 def summarise(storage: Storage, run_id: str) -> tuple[dict[str, Any], RunReader]:
     """The summary and the reader that counted it (its token counts are reused by the data report)."""
+    from training.scaling.sweep import scaling_summary  # core-only imports at module level
+
     ms = {n: read_manifest(storage, run_id, n) for n in STAGES}
     sections: dict[str, Any] = {}
     for stage in STAGES.values():
@@ -98,6 +100,7 @@ def summarise(storage: Storage, run_id: str) -> tuple[dict[str, Any], RunReader]
         "charts": {name: storage.uri(f"runs/{run_id}/{file}") for name, file in CHARTS.items()},
         # failed tries of any task, recorded by the DAGs' failure callback (orchestration/callbacks.py)
         "failures": read_failures(storage, run_id),
+        "scaling": scaling_summary(storage, run_id),  # a scaling sweep on this run's shards, if any
         "stages": {
             n: {
                 "uri": storage.uri(stage_prefix(run_id, n)),
@@ -244,6 +247,8 @@ def render_summary(s: dict[str, Any]) -> str:
         )
     lines += _copyright_lines(s)
     lines += _language_lines(s)
+    if sc := s.get("scaling"):
+        lines += ["", f"Scaling sweep: {sc.get('done')}/{sc.get('points')} points, report {sc.get('report')}"]
     if s.get("failures"):
         lines += ["", "Failed tries:"] + [f"  {failure_text(f)}" for f in s["failures"]]
     t, tr = s.get("tokens") or {}, s.get("training") or {}

@@ -229,3 +229,35 @@ def test_hidden_states_and_ignored_targets() -> None:
     _, loss = model(idx, targets)
     picked = torch.stack([logits[0, 3], logits[1, 7]])
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(picked, torch.tensor([5, 9])))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("n_layer", "n_embd", "vocab", "block"), [(1, 32, 256, 64), (3, 96, 512, 128)])
+def test_param_count_matches_the_built_model(
+    n_layer: int, n_embd: int, vocab: int, block: int, bias: bool
+) -> None:
+    from training.model import param_count
+
+    cfg = GPTConfig(
+        vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=n_embd // 32, n_embd=n_embd, bias=bias
+    )
+    with torch.device("meta"):
+        model = GPT(cfg)
+    counted = param_count(n_layer, n_embd, vocab, block, bias=bias)
+    assert counted.total == model.num_params()
+    assert counted.non_embedding == model.num_params(non_embedding=True)
+
+
+def test_explicit_shape_overrides_the_preset_and_presets_are_unchanged() -> None:
+    from core.config import TrainConfig
+    from training.model import config_for
+
+    for size, shape in SIZES.items():  # every preset as before when no shape is given
+        cfg = config_for(TrainConfig(model_size=size, seq_len=64), 256)
+        assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (shape["n_layer"], shape["n_head"], shape["n_embd"])
+    cfg = config_for(TrainConfig(model_size="small", n_layer=3, n_embd=96, n_head=3, seq_len=64), 256)
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size) == (3, 3, 96, 64)
+    partial_cfg = config_for(TrainConfig(model_size="tiny", n_layer=5, seq_len=64), 256)
+    assert (partial_cfg.n_layer, partial_cfg.n_head, partial_cfg.n_embd) == (5, 4, 128)
+    with pytest.raises(ValueError, match="not divisible by n_head"):
+        config_for(TrainConfig(model_size="tiny", n_embd=90, seq_len=64), 256)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from core.config import TrainConfig
 
 Attn = Literal["causal", "bidirectional", "prefix"]
 PrefixKV = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -48,10 +51,60 @@ class GPTConfig:
     bias: bool = True
 
     @classmethod
-    def from_size(cls, size: str, vocab_size: int, block_size: int, **kwargs: object) -> GPTConfig:
+    def from_size(
+        cls,
+        size: str,
+        vocab_size: int,
+        block_size: int,
+        *,
+        n_layer: int | None = None,
+        n_head: int | None = None,
+        n_embd: int | None = None,
+        **kwargs: object,
+    ) -> GPTConfig:
+        """The named preset, with `n_layer`/`n_head`/`n_embd` (TrainConfig's explicit shape, set by a
+        scaling sweep) replacing the preset's where given; None keeps the preset's value."""
         if size not in SIZES:
             raise ValueError(f"unknown model size {size!r}; known: {sorted(SIZES)}")
-        return cls(vocab_size=vocab_size, block_size=block_size, **SIZES[size], **kwargs)  # type: ignore[arg-type]
+        explicit = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd}
+        shape = SIZES[size] | {k: v for k, v in explicit.items() if v is not None}
+        if shape["n_embd"] % shape["n_head"]:
+            raise ValueError(f"n_embd {shape['n_embd']} is not divisible by n_head {shape['n_head']}")
+        return cls(vocab_size=vocab_size, block_size=block_size, **shape, **kwargs)  # type: ignore[arg-type]
+
+
+def config_for(train: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The model a TrainConfig asks for: its `model_size` preset with its explicit shape on top."""
+    return GPTConfig.from_size(
+        train.model_size,
+        vocab_size,
+        train.seq_len,
+        n_layer=train.n_layer,
+        n_head=train.n_head,
+        n_embd=train.n_embd,
+        dropout=train.dropout,
+    )
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters of a GPT shape: `total` as `GPT.num_params()` counts it (tied head once) and
+    `non_embedding`, without the token and position tables (Kaplan et al. 2020 fit on the latter)."""
+
+    total: int
+    non_embedding: int
+
+
+def param_count(n_layer: int, n_embd: int, vocab_size: int, block_size: int, bias: bool = True) -> ParamCount:
+    """Exact parameter counts of `GPT(GPTConfig(...))` without building it: per block 12 C^2 weights
+    (attention 4 C^2, MLP 8 C^2) plus 13 C of biases and LayerNorm (9 C biases, 4 C LayerNorm
+    gains and biases), the final LayerNorm 2 C, the tied embedding V C and the position table T C.
+    Kaplan et al. (2020) section 2.1 approximate the non-embedding part as 12 L C^2."""
+    per_vector = 13 if bias else 2  # without biases: the two LayerNorms' gains only, C each
+    block = 12 * n_embd * n_embd + per_vector * n_embd
+    final_ln = (2 if bias else 1) * n_embd
+    non_embedding = n_layer * block + final_ln
+    return ParamCount(non_embedding + (vocab_size + block_size) * n_embd, non_embedding)
 
 
 def attention_mask(
