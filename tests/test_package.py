@@ -172,3 +172,33 @@ def test_installed_copy_works_from_any_folder(wheel: Path, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     stages = [json.loads(line)["name"] for line in done.stdout.splitlines()]
     assert {"crawl", "near_dedup", "shards"} <= set(stages)
+
+
+def test_pip_install_dot_brings_every_locked_runtime_package() -> None:
+    """The closure of pyproject's dependencies, resolved as pip does from the installed metadata (an
+    extra counts only where the distribution declares it), covers the whole runtime lock: a package
+    the tests had only because it was locked would be missing after a plain `pip install .` (as
+    lxml_html_clean was: justext asks for lxml[html_clean], an extra lxml 6.1 no longer declares)."""
+    from importlib.metadata import PackageNotFoundError, metadata, requires
+
+    seen: set[str] = set()
+    todo = [Requirement(d) for d in PYPROJECT["project"]["dependencies"]]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        key = f"{name}[{','.join(sorted(req.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            declared = set(metadata(name).get_all("Provides-Extra") or [])
+        except PackageNotFoundError:
+            continue
+        extras = {""} | (set(req.extras) & declared)
+        for line in requires(name) or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    closure = {k.split("[")[0] for k in seen}
+    orphans = set(lock("requirements.txt")) - closure
+    assert not orphans, f"locked but not brought by `pip install .`: {sorted(orphans)}"
