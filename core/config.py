@@ -582,7 +582,8 @@ class TrainConfig(_Strict):
     parallelism: training/parallel.py and training/pipeline.py; MFU: training/metrics.py.
 
     `batch_size` is per worker and per micro-step; a step sees batch_size * grad_accum * workers
-    sequences. `token_budget` (tokens seen in training), when set, fixes `steps` from that.
+    sequences. `token_budget` (raw text tokens consumed: span corruption counts its raw span, not padded
+    positions), when set, fixes `steps` from that.
     `precision` bf16 means autocast on GPU (CPU runs stay fp32: CPU autocast is slow there).
     Prefix tuning (`mode`) freezes the model loaded from `init_from` (a checkpoint directory
     holding state.pt) and learns `prefix_length` key/value vectors per layer through an MLP of

@@ -10,7 +10,9 @@ step are the project's own (training/model.py, training/loop.py's `lr_at`); the 
 random tokens already on the GPU, so the figure is the model's, not the input pipeline's.
 
 MFU (Chowdhery et al. 2022, PaLM, appendix B): model FLOPs per token 6N + 12·L·H·Q·T over the
-device's peak dense bf16 rate (989 TFLOP/s for the H100 and H200 SXM datasheets). N counts every
+device's peak dense bf16 rate, matched on the exact product name torch reports (training/metrics.py's
+table, from NVIDIA's data sheets: H100 SXM5 989.4 TFLOP/s, H100 PCIe 756, H100 NVL 835, H200 SXM
+989, H200 NVL 835, A100 312); a device not in the table gets no MFU and says so, never a guess. N counts every
 parameter that takes part in a matmul: the tied token embedding (it is the output head) but not the
 position table (a lookup).
 
@@ -37,9 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from training.metrics import peak_flops  # torch-free: no Ray or pydantic on the GPU image
 from training.model import GPT, GPTConfig
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 ATTENTION = ("flash", "cudnn", "efficient", "math", "auto")
 
 
@@ -59,7 +61,17 @@ def attention_kernel(name: str) -> contextlib.AbstractContextManager:
 
 
 def peak_for(name: str) -> float | None:
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+    """Peak dense bf16 FLOP/s for the exact product `name` (torch.cuda.get_device_name), None when
+    the table does not know it."""
+    return peak_flops(name)
+
+
+def peak_note(name: str) -> str:
+    """What the MFU figure is scored against, or why there is none."""
+    peak = peak_for(name)
+    if peak is None:
+        return f"unknown device {name!r}: no datasheet peak in training/metrics.py, so no MFU"
+    return f"peak {peak / 1e12:g} dense bf16 TFLOP/s for {name!r}"
 
 
 def flops_per_token(model: GPT, seq_len: int) -> float:
@@ -136,6 +148,7 @@ def run(
         "flops_per_token": fpt,
         "achieved_tflops": round(tokens_per_s * fpt / 1e12, 1),
         "peak_tflops": peak / 1e12 if peak else None,
+        "peak_note": peak_note(name),
         "mfu": round(tokens_per_s * fpt / peak, 4) if peak else None,
         "loss_first_last": [round(losses[0], 3), round(losses[-1], 3)],
         "loss_at_init_expected": round(math.log(50304), 3),
@@ -181,11 +194,7 @@ def main() -> None:
     measured = [r for r in results if "tokens_per_s" in r]
     if measured:
         best = max(measured, key=lambda r: r["tokens_per_s"])
-        mfu = (
-            f", MFU {best['mfu']:.1%}"
-            if best["mfu"] is not None
-            else f" (no peak known for {best['device']})"
-        )
+        mfu = f", MFU {best['mfu']:.1%}" if best["mfu"] is not None else f" ({best['peak_note']})"
         rate = f"{best['tokens_per_s']:,} tokens/s"
         print(f"best: batch {best['batch']}, {best['attention']} attention: {rate}{mfu}")
     if args.out:

@@ -60,6 +60,9 @@ def test_killed_worker_resumes_from_checkpoint_with_same_steps(
     assert faulty["steps"] == clean["steps"] == 24
     steps = [s for s, _ in faulty["losses"]]
     assert steps == [1, 4, 8, 12, 16, 20, 24]  # history from the step-8 checkpoint, then 9..24 rerun
+    # Where the retry started: the step-8 checkpoint, not step 0 (a retry that ignored the checkpoint
+    # would replay the same seeded losses and pass every other assertion here).
+    assert faulty["resumed_from"] == [8] and clean["resumed_from"] == []
     # Same model, optimizer, data position and masks after the restore: the same losses.
     for (s1, l1), (s2, l2) in zip(clean["losses"], faulty["losses"], strict=True):
         assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4), (s1, l1, l2)

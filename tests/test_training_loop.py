@@ -16,7 +16,7 @@ from core.config import TrainConfig
 from scripts.bench_train import write_byte_shards
 from training.loop import run_training, total_steps
 from training.plans import PLANS, ParallelPlan, plan_for
-from training.session import STATE_FILE, LocalSession
+from training.session import STATE_FILE, LocalSession, load_state
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +60,22 @@ def test_token_budget_fixes_the_steps() -> None:
     assert total_steps(cfg, world=2) == 49  # ceil(100000 / (64 * 8 * 2 * 2))
 
 
-def test_resume_from_a_checkpoint_replays_the_same_run(shards: str) -> None:
-    cfg = _cfg(objective="mlm", steps=20, checkpoint_every=10)
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_from_a_checkpoint_replays_the_same_run(shards: str, tmp_path: Path, dropout: float) -> None:
+    """With dropout too: the checkpoint holds the generators' states (torch, numpy, Python), in a
+    file `torch.load(weights_only=True)` reads. The resumed attempt says where it started: a retry
+    that ignored the checkpoint and began at step 0 would replay the same seeded losses."""
+    cfg = _cfg(objective="mlm", steps=20, checkpoint_every=10, dropout=dropout)
     whole = run_training(cfg, shards, LocalSession())
     first = LocalSession()
     run_training(cfg, shards, first)
-    resumed = LocalSession(checkpoints=[first.checkpoints[0]])  # the step-10 checkpoint only
+    torch.save(first.checkpoints[0], tmp_path / STATE_FILE)  # the step-10 checkpoint only, on disk
+    resumed = LocalSession(checkpoints=[load_state(tmp_path / STATE_FILE)])
     again = run_training(cfg, shards, resumed)
     assert first.checkpoints[0]["step"] == 10 and first.checkpoints[0]["position"] == 80
     assert [m["step"] for m in again] == [m["step"] for m in whole]
+    assert [m["resumed_from_step"] for m in again] == [0, 0, 10]  # steps 1 and 10 came from the file
+    assert all(m["resumed_from_step"] == 0 for m in whole)
     for a, b in zip(whole, again, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 

@@ -98,6 +98,9 @@ def test_ray_pretraining_learns_and_checkpoints(tmp_path: Path, local_ray: None)
     assert again["losses"][: len(out["losses"])] == out["losses"]  # history carried in the checkpoint
     assert [s for s, _ in again["losses"][len(out["losses"]) :]] == [45, 50]
     assert again["losses"][-2][1] < 0.7 * out["first_loss"]  # resumed weights, not a fresh init
+    assert out["resumed_from"] == [] and again["resumed_from"] == [40]  # restarted at the checkpoint
+    # the validation curve: [step, raw text tokens consumed (2 workers x 8 rows x 32), val_loss]
+    assert out["val_curve"] == [[40, 40 * 2 * 8 * 32, out["val_loss"]]]
 
 
 @pytest.mark.timeout(240)

@@ -242,4 +242,12 @@ def summarise(result: ray.train.Result, storage_uri: str, num_params: int, worke
         "num_params": num_params,
         "checkpoint": checkpoint,
         "workers": workers,
+        # the steps retries restarted from (their checkpoints' steps); [] for a run never restored
+        # validation curve (train.eval_every): [step, raw text tokens consumed, val_loss]
+        "val_curve": [
+            [int(m["step"]), int(m.get("tokens") or 0), float(m["val_loss"])]
+            for m in history
+            if m.get("val_loss") is not None
+        ],
+        "resumed_from": sorted({int(m.get("resumed_from_step") or 0) for m in history} - {0}),
     }

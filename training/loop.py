@@ -13,8 +13,16 @@ gradients synchronised once per step, clipping, AdamW, cosine schedule. Rank 0 l
 line (step, loss, tokens/s, elapsed, ETA) at the first and last step and at most every
 `LMFORGE_TRAIN_PROGRESS_S` seconds (30) between: a run of hours stays watchable in its task log
 without a line per step. Checkpoints hold the
-model, optimizer, step, the exact data position and the metrics history; a retry after a lost
-worker (Ray Train's FailureConfig) restores all of them.
+model, optimizer, step, the exact data position, the random number generators' states (dropout
+draws from torch's global generator) and the metrics history; a retry after a lost worker (Ray
+Train's FailureConfig) restores all of them, and every report says the step its attempt started
+from (`resumed_from_step`, 0 for a fresh start).
+
+Accounting: `token_budget` and the reported `tokens` count raw text consumed
+(training/objectives.py's `text_tokens_per_window`); FLOPs and MFU count the positions the model
+runs (`positions_per_window`: SimCSE encodes each row twice). Objectives with a random number of
+labelled tokens per row take the mean over the step's labelled tokens, all micro-batches and ranks
+together (`TokenMean`), so accumulation and data parallelism equal one big batch.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -30,15 +39,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from core.config import TrainConfig
 from core.shard_meta import ShardMeta
 from training.data import ShardReader, read_meta, step_windows
 from training.model import GPT, GPTConfig
-from training.objectives import Objective, build_objective
-from training.plans import ParallelPlan, mean_across_ranks, plan_for
+from training.objectives import (
+    Objective,
+    TokenMean,
+    build_objective,
+    labelled_tokens,
+    positions_per_window,
+    text_tokens_per_window,
+    varies_in_labels,
+)
+from training.plans import ParallelPlan, _generator, mean_across_ranks, plan_for
 from training.session import RaySession, Session
 
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak (Hoffmann et al. 2022)
@@ -76,12 +95,19 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def _fault_injection(step: int, rank: int) -> None:
-    """Tests kill a worker mid-run: SIGKILL on rank 1 at the given step, once (a marker file)."""
+    """Tests kill a worker mid-run (in Ray Train workers): SIGKILL on rank 1 at the given step,
+    once (a marker file), after the checkpoints reported so far are registered."""
     spec = os.environ.get(FAULT_ENV)
     if not spec or rank != 1:
         return
     at, marker = spec.split(":", 1)
     if step == int(at) and not Path(marker).exists():
+        import ray.train
+
+        # Ray Train registers a reported checkpoint when its controller next polls: a kill before
+        # that loses it, and the retry silently starts at step 0 (seen here: the test passed so).
+        # Wait for the registration, so the retry must resume from the last checkpoint.
+        ray.train.get_all_reported_checkpoints()
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -156,7 +182,10 @@ def _worker_log() -> logging.Logger:
 
 
 def model_config(cfg: TrainConfig, meta: ShardMeta) -> GPTConfig:
-    return GPTConfig.from_size(cfg.model_size, meta.vocab_size, cfg.seq_len, dropout=cfg.dropout)
+    """The preset `model_size` with the explicit shape (n_layer, n_head, n_embd) on top."""
+    from training.model import config_for
+
+    return config_for(cfg, meta.vocab_size)
 
 
 @dataclass
@@ -166,7 +195,7 @@ class Built:
     gpt: GPT  # the GPT in `inner`, whose config is saved
     optimizer: torch.optim.Optimizer
     trainable: int
-    flops_per_token: float
+    flops_per_token: float  # per position the model runs (`positions_per_window`)
     plan: ParallelPlan
 
 
@@ -174,7 +203,7 @@ def build(cfg: TrainConfig, meta: ShardMeta, session: Session, state: dict[str, 
     """Model (pretrain, or prefix tuning over a frozen checkpoint), wrapped by the run's parallelism
     plan, and its optimizer; restored from `state` when the run resumes (the weights before the
     plan wraps them: a checkpoint holds the plain module's full state under every plan)."""
-    from training.metrics import model_flops_for
+    from training.metrics import model_flops_for, prefix_tuning_flops_per_token
 
     torch.manual_seed(cfg.seed)
     gpt_cfg = model_config(cfg, meta)
@@ -207,15 +236,57 @@ def build(cfg: TrainConfig, meta: ShardMeta, session: Session, state: dict[str, 
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, fused=fused)
     if state is not None:
         plan.load(model, optimizer, state)
-    fpt = model_flops_for(gpt.config, gpt.num_params(), cfg.seq_len)
     trainable = sum(p.numel() for p in inner.parameters() if p.requires_grad)
+    head = cfg.objective != "contrastive"  # SimCSE pools hidden states: the head never runs
+    if cfg.mode == "prefix_tuning":  # a frozen base: 4N, not 6N (training/metrics.py)
+        fpt: float = prefix_tuning_flops_per_token(
+            gpt.config, gpt.num_params(), cfg.seq_len, cfg.prefix_length, trainable, cfg.batch_size, head
+        )
+    else:
+        fpt = model_flops_for(gpt.config, gpt.num_params(), cfg.seq_len, head)
     return Built(model, inner, gpt, optimizer, trainable, fpt, plan)
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of every generator training draws from without a seed of its own: torch's CPU
+    generator (dropout on CPU), each CUDA device's (dropout on GPU), numpy's and Python's, as
+    tensors, ints and lists only, so `torch.load(weights_only=True)` reads them back. Every rank
+    seeds and draws alike (`build` seeds them all with `seed`), so rank 0's state stands for all."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved (a CUDA state only where this process has CUDA)."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _state(cfg: TrainConfig, built: Built, step: int, position: int, history: list) -> dict[str, Any]:
     """Everything a resume needs; the plan gathers the full state (a collective: all ranks call it)."""
     model_state, optimizer_state = built.plan.state(built.model, built.optimizer)
     return {
+        "rng": rng_state(),
         "model": model_state,
         "model_config": asdict(built.gpt.config),
         "optimizer": optimizer_state,
@@ -233,13 +304,33 @@ def validation(built: Built, objective: Objective, reader: ShardReader) -> dict:
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
 
-def total_steps(cfg: TrainConfig, world: int) -> int:
-    """`steps`, or the steps that `token_budget` tokens take at this batch, accumulation and world."""
+def total_steps(cfg: TrainConfig, world: int, text_per_window: int | None = None) -> int:
+    """`steps`, or the steps that `token_budget` raw text tokens take at this batch, accumulation
+    and world; `text_per_window` is the objective's `text_tokens_per_window` (seq_len when None,
+    which is right for every objective but span corruption)."""
     if cfg.token_budget is None:
         return cfg.steps
+    per_window = cfg.seq_len if text_per_window is None else text_per_window
     return max(
-        1, math.ceil(cfg.token_budget / (cfg.seq_len * step_windows(world, cfg.grad_accum, cfg.batch_size)))
+        1, math.ceil(cfg.token_budget / (per_window * step_windows(world, cfg.grad_accum, cfg.batch_size)))
     )
+
+
+def step_labelled_total(
+    cfg: TrainConfig, objective: Objective, reader: ShardReader, step: int, position: int, rank: int
+) -> int:
+    """Labelled tokens in the step that starts at stream `position`: this rank's micro-batches as
+    the plan will draw them (the same windows and generators), summed over every rank."""
+    count = 0
+    for micro in range(cfg.grad_accum):
+        tokens = reader.rank_windows(position, micro, cfg.batch_size)
+        count += labelled_tokens(objective.make_batch(tokens, _generator(cfg, step, rank, micro)))
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        t = torch.tensor([count], dtype=torch.int64, device=device)  # NCCL reduces GPU tensors only
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        count = int(t.item())
+    return count
 
 
 def run_training(
@@ -261,7 +352,11 @@ def run_training(
     meta = read_meta(shards, fs)
     state = session.restore()
     built = build(cfg, meta, session, state)
-    objective = build_objective(cfg, meta)
+    objective: Objective = build_objective(cfg, meta)
+    if varies_in_labels(objective) and cfg.parallelism != "pipeline":
+        objective = TokenMean(objective, cfg.grad_accum * built.plan.data_world)
+    if state is not None and "rng" in state:  # dropout draws on from where the checkpoint stopped
+        set_rng_state(state["rng"])
     data_rank, data_world = built.plan.data_rank, built.plan.data_world
     reader = ShardReader(shards, "train", cfg.seq_len, data_rank, data_world, cfg.seed, fs)
     val_reader = None
@@ -293,23 +388,33 @@ def _loop(
     from training.metrics import mfu, peak_flops
 
     data_world = built.plan.data_world
-    steps = total_steps(cfg, data_world)
+    inner = objective.inner if isinstance(objective, TokenMean) else objective
+    text_per_window = text_tokens_per_window(inner, cfg.seq_len)
+    steps = total_steps(cfg, data_world, text_per_window)
     peak = peak_flops(torch.cuda.get_device_name(session.device)) if session.device.type == "cuda" else None
     clock, steps_timed = time.perf_counter(), 0
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * data_world
+    windows_per_step = step_windows(data_world, cfg.grad_accum, cfg.batch_size)
+    tokens_per_step = windows_per_step * cfg.seq_len  # positions of text per step (tokens_per_s)
+    # what the model runs, for FLOPs and MFU: SimCSE's two views count twice
+    flops_per_window = positions_per_window(inner, cfg.seq_len) * built.flops_per_token
     progress = StepProgress(start, steps, tokens_per_step) if session.rank == 0 else None
     built.model.train()
     for step in range(start, steps):
         lr = lr_at(step, cfg.lr, cfg.warmup_steps, steps)
         set_lr(built.optimizer, lr)
+        if isinstance(objective, TokenMean):
+            objective.total = step_labelled_total(cfg, inner, reader, step, position, built.plan.data_rank)
         loss = built.plan.step(built.model, built.optimizer, objective, reader, step, position)
-        position += step_windows(data_world, cfg.grad_accum, cfg.batch_size)
+        position += windows_per_step
         _fault_injection(step + 1, session.rank)
         done, steps_timed = step + 1, steps_timed + 1
         if progress is not None:  # rank 0's own loss: no collective outside the report steps
             progress.step(done, float(loss))
         ckpt = done % cfg.checkpoint_every == 0 or done == steps
-        if not (done == 1 or done % cfg.log_every == 0 or ckpt):
+        evaluate = val_reader is not None and (
+            done == steps or (cfg.eval_every > 0 and done % cfg.eval_every == 0)
+        )
+        if not (done == 1 or done % cfg.log_every == 0 or ckpt or evaluate):
             continue
         now = time.perf_counter()
         elapsed = now - clock
@@ -320,11 +425,22 @@ def _loop(
             "lr": lr,
             "tokens_per_s": tokens_per_s,
             "position": position,
+            "tokens": position * text_per_window,  # raw text consumed so far (token_budget's unit)
+            "flops": position * flops_per_window,  # model FLOPs so far (training/metrics.py)
+            "resumed_from_step": start,
         }
         if peak:
-            metrics["mfu"] = mfu(tokens_per_s / session.world, built.flops_per_token, peak)
-        if done == steps and val_reader is not None:
+            positions_per_s = (
+                windows_per_step * positions_per_window(inner, cfg.seq_len) * steps_timed / elapsed
+            )
+            metrics["mfu"] = mfu(positions_per_s / session.world, built.flops_per_token, peak)
+        eval_s = 0.0
+        if evaluate and val_reader is not None:
+            if isinstance(objective, TokenMean):
+                objective.total = None  # evaluation: each batch's own mean
+            eval_start = time.perf_counter()
             metrics |= validation(built, objective, val_reader)
+            eval_s = time.perf_counter() - eval_start
         history.append(metrics)
         if tracker is not None:
             tracker.log(done, metrics)
@@ -332,8 +448,8 @@ def _loop(
                 tracker.sync()
         session.report(metrics, _state(cfg, built, done, position, history) if ckpt else None)
         # The next interval starts now: this report's cost (a barrier, a checkpoint upload) counts
-        # against the next steps' throughput, as it does in wall time.
-        clock, steps_timed = now, 0
+        # against the next steps' throughput, as it does in wall time; validation's does not.
+        clock, steps_timed = now + eval_s, 0
     return history
 
 

@@ -343,3 +343,62 @@ def build_objective(cfg: TrainConfig, meta: ShardMeta) -> Objective:
             mean_noise_span_length=cfg.span_mean_length,
         )
     raise ValueError(f"unknown objective {name!r}")
+
+
+def text_tokens_per_window(objective: Objective, seq_len: int) -> int:
+    """Raw text tokens one stream window gives the objective: what `token_budget` counts.
+
+    Windows start `seq_len` tokens apart (training/data.py), so a window adds `seq_len` new tokens
+    of text; span corruption reads only its first `tokens_length` (the rest of the row is its
+    sentinels, EOS and padding), so it counts those, not the padded positions the model runs."""
+    return objective.tokens_length if isinstance(objective, SpanCorruption) else seq_len
+
+
+def positions_per_window(objective: Objective, seq_len: int) -> int:
+    """Positions the model runs forward and backward per window: what FLOPs and MFU count.
+
+    SimCSE encodes every row twice (Gao et al. 2021, §3: the batch is stacked on itself), so it
+    runs 2 x seq_len; every other objective runs seq_len positions, padding included."""
+    return 2 * seq_len if isinstance(objective, SimCSE) else seq_len
+
+
+def labelled_tokens(batch: Batch) -> int:
+    """Loss terms in a batch: targets that are not IGNORE_INDEX (one per row without targets)."""
+    target = batch.get("target")
+    if target is None:
+        return int(batch["input"].size(0))
+    return int((target != IGNORE_INDEX).sum().item())
+
+
+class TokenMean:
+    """Wraps an objective whose micro-batches hold unequal numbers of labelled tokens (MLM, prefix
+    LM) so that accumulation and data parallelism give the loss, and gradient, of one big batch.
+
+    The plans average per-micro-batch means: the loss over `grad_accum` micro-batches on `world`
+    ranks is (1 / (A·W)) Σ mean_i, which is the big batch's mean Σ n_i·mean_i / Σ n_i only when
+    every n_i is equal. With the step's total N = Σ n_i (all micro-batches, all ranks) set in
+    `total` beforehand, `loss` returns mean_i · n_i · A·W / N; the plan's division by A and the
+    gradient averaging over W then leave Σ n_i·mean_i / N exactly. `total` None: the plain mean
+    (evaluation).
+    """
+
+    def __init__(self, inner: Objective, terms_per_step: int) -> None:
+        self.inner, self.terms_per_step = inner, terms_per_step  # terms: grad_accum x data world
+        self.name = inner.name
+        self.total: int | None = None
+
+    def make_batch(self, tokens: torch.Tensor, generator: torch.Generator) -> Batch:
+        return self.inner.make_batch(tokens, generator)
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        mean = self.inner.loss(model, batch)
+        if self.total is None:
+            return mean
+        if self.total == 0:  # no labelled token anywhere in the step: no gradient, as one big batch
+            return mean * 0.0
+        return mean * (labelled_tokens(batch) * self.terms_per_step / self.total)
+
+
+def varies_in_labels(objective: Objective) -> bool:
+    """Objectives whose rows hold a random number of labelled tokens (`TokenMean`)."""
+    return isinstance(objective, MaskedLM | PrefixLM)
