@@ -63,10 +63,10 @@ def test_approach3_reproduces_epoch_on_chinchilla(tmp_path: Path) -> None:
     table = read_table(CHINCHILLA)
     assert table.chinchilla and table.params_column == "Model Size" and len(table.frame) == 245
     t0 = time.perf_counter()
-    fit = approach3(table, bootstrap=100, seed=0)
+    fit = approach3(table, bootstrap=200, seed=0)
     elapsed = time.perf_counter() - t0
     assert fit["dropped_highest"] == 5 and fit["n_points"] == 240
-    print(f"\napproach 3 on Chinchilla, 100-resample bootstrap: {elapsed:.1f} s")
+    print(f"\napproach 3 on Chinchilla, 200-resample bootstrap: {elapsed:.1f} s")
     print(f"{'':6} {'ours':>10} {'95% interval':>24} {'se':>8} {'Epoch (se)':>18} {'Hoffmann':>9}")
     for name, (value, se) in EPOCH.items():
         ours = fit[name]
