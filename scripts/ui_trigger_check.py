@@ -42,7 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.airflow_stack import AirflowStack, Api, StackError  # noqa: E402
 
-DEFAULT_DAGS = ("curation", "pretrain")
+DEFAULT_DAGS = ("curation", "pretrain", "scaling")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 # Per field of the form's "Run Parameters": its label, whether it is required, and why it is

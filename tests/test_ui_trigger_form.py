@@ -33,9 +33,9 @@ def run(tmp_path: Path, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 def test_trigger_enabled_with_default_params(tmp_path: Path) -> None:
-    """Both DAGs can be triggered as they come; a curation run is created (queued, paused DAG)."""
+    """Every DAG can be triggered as it comes; a curation run is created (queued, paused DAG)."""
     code, results = run(tmp_path)
-    assert set(results) == {"curation", "pretrain"}
+    assert set(results) == {"curation", "pretrain", "scaling"}
     for dag_id, r in results.items():
         assert r["trigger_enabled"], f"{dag_id}: Trigger disabled; flagged params: {r['flagged']}"
         assert r["flagged"] == {}, f"{dag_id}: the form flags {r['flagged']}"
