@@ -190,6 +190,7 @@ def _word_hash(word: str) -> int:
     if value is None:
         if len(_word_cache) > 1_000_000:  # bounded memory on long runs
             _word_cache.clear()
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        # surrogatepass: JSON text may carry lone surrogates, which a strict UTF-8 encode refuses
+        digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         value = _word_cache[word] = int.from_bytes(digest, "little")
     return value
