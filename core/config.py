@@ -475,6 +475,82 @@ class CopyrightConfig(_Strict):
         return data
 
 
+_LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+
+PiiType = Literal["email", "phone", "ip", "card", "iban", "secret"]
+_ALL_PII: list[PiiType] = ["email", "phone", "ip", "card", "iban", "secret"]
+
+
+class PiiConfig(_Strict):
+    """PII redaction in the `safety` stage (jobs/safety/pii.py): each detected span of `types` is
+    replaced by a typed placeholder (`<EMAIL>`), counted per type and source. `flag` annotates the
+    spans without changing the text. Social posts' `social.author` and `social.mentions` are
+    pseudonymised with a keyed hash (HMAC-SHA256) whose key comes from the environment variable
+    named by `key_env` (config-only), never from a param; without it, a random per-home key file."""
+
+    enabled: bool = True
+    types: list[PiiType] = Field(default_factory=lambda: list(_ALL_PII), max_length=6)
+    action: Literal["redact", "flag"] = "redact"
+    # National formats are read for these regions; "+CC ..." international numbers for every region.
+    phone_regions: list[Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]] = Field(
+        ["US", "GB", "DE", "FR", "IN"], max_length=50
+    )
+    pseudonymise: bool = True  # social.author and social.mentions as keyed hashes
+    key_env: str = Field("LMFORGE_PII_KEY", pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")  # config-only
+    max_chars: int = Field(1_000_000, ge=1, le=10**9)  # examined per document; the rest kept, counted
+
+
+class ToxicityConfig(_Strict):
+    """Toxicity scoring in the `safety` stage (jobs/safety/toxicity.py): a lexicon score from the
+    word lists glin-profanity 4.1.0 ships (24 languages), and, when `model` names a location, the
+    probability of hate or offensive language from a classifier trained with `lmforge toxicity train`
+    (jobs/safety/toxicity_model.py). Every document gets `toxicity.score` and, at or above
+    `flag_threshold`, `toxicity.flag`; `drop_above` drops by source type (none by default: a flag
+    lets the mixture decide, and a tweet corpus about hate speech must keep its examples)."""
+
+    enabled: bool = True
+    model: str | None = None  # a name in `locations`
+    model_path: str | None = None  # config-only: set from `model`
+    model_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    flag_threshold: float = Field(0.5, ge=0, le=1)
+    drop_above: dict[SourceTypeName, Annotated[float, Field(ge=0, le=1)]] = Field({}, max_length=6)
+    # The opening of a document is scored: character n-grams cost about 3.5 ms per 1,000 characters,
+    # and a book's first 20,000 characters (3,500 words) say as much about its register as the rest.
+    max_chars: int = Field(20_000, ge=1, le=10**9)
+
+
+class DecontamConfig(_Strict):
+    """Benchmark decontamination (jobs/safety/decontam.py): word n-gram overlap (13-grams, GPT-3:
+    Brown et al. 2020, appendix C) with the evaluation sets in `evals` (a location: a folder of
+    JSONL, CSV and text files, one benchmark per file). `drop` rejects a document with a hit, `cut`
+    removes the overlapping spans, `flag` annotates only."""
+
+    evals: str | None = None  # a name in `locations`
+    evals_path: str | None = None  # config-only: set from `evals`
+    ngram: int = Field(13, ge=5, le=64)
+    min_hits: int = Field(1, ge=1, le=10_000)  # matched n-grams for a document to count as a hit
+    action: Literal["drop", "cut", "flag"] = "drop"
+    max_eval_bytes: int = Field(1 << 30, ge=1, le=1 << 40)  # all evaluation files together
+    max_chars: int = Field(1 << 20, ge=1, le=10**9)  # examined per document
+
+
+class DiversityConfig(_Strict):
+    """Bias and diversity report and its gates (the `diversity` stage, jobs/safety/diversity.py):
+    distributions by source, domain, language, length and topic cluster, demographic-term statistics,
+    distinct n-gram ratio and domain entropy per source. Gates (Great Expectations, mode from
+    `validation`): no domain above `max_domain_share`, each listed source and language at least its
+    share. 1.0 and empty maps leave the gates informative only."""
+
+    topics: int = Field(8, ge=2, le=256)  # k-means clusters over hashed TF-IDF
+    topic_sample: int = Field(20_000, ge=10, le=10_000_000)  # documents clustered (a seeded sample)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    ngram: int = Field(3, ge=1, le=8)  # distinct word n-gram ratio
+    max_domain_share: float = Field(1.0, gt=0, le=1)
+    min_source_shares: dict[SourceTypeName, Annotated[float, Field(ge=0, le=1)]] = Field({}, max_length=6)
+    min_language_shares: dict[_LanguageCode, Annotated[float, Field(ge=0, le=1)]] = Field({}, max_length=500)
+
+
 class MinHashConfig(_Strict):
     """MinHash LSH near-dedup (jobs/dedup/minhash.py). Defaults follow FineWeb (Penedo et al. 2024, section
     3.3 and datatrove's `MinhashConfig`): word 5-grams, 112 permutations, and text normalised as
@@ -663,7 +739,6 @@ class ScalingConfig(_Strict):
 
 
 GateMode = Literal["fail", "warn", "off"]
-_LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
 
 class StageGate(_Strict):
@@ -740,6 +815,10 @@ class PipelineConfig(_Strict):
     extract: ExtractConfig = ExtractConfig()
     quality: QualityConfig = QualityConfig()
     copyright: CopyrightConfig = CopyrightConfig()
+    pii: PiiConfig = PiiConfig()
+    toxicity: ToxicityConfig = ToxicityConfig()
+    decontam: DecontamConfig = DecontamConfig()
+    diversity: DiversityConfig = DiversityConfig()
     dedup: DedupConfig = DedupConfig()
     minhash: MinHashConfig = MinHashConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -819,6 +898,8 @@ _NAMED = {
     ("copyright", "optout_registry"): ("optout_registry_path", False),
     ("copyright", "blocklist"): ("blocklist_path", False),
     ("copyright", "protected_works"): ("protected_works_path", False),
+    ("toxicity", "model"): ("model_path", False),
+    ("decontam", "evals"): ("evals_path", False),
 }
 
 

@@ -59,6 +59,13 @@ OVERRIDABLE: dict[str, frozenset[str] | str] = {
         | {"blocklist", "block_domains", "protected_works", "overlap_action", "overlap_ngram"}
         | {"overlap_min_hits"}
     ),
+    # pii.key_env names where the pseudonymisation key lives: config-only.
+    "pii": frozenset({"enabled", "types", "action", "phone_regions", "pseudonymise"}),
+    # toxicity.model_path is a path: a param names a location instead (toxicity.model).
+    "toxicity": frozenset({"enabled", "model", "model_sha256", "flag_threshold", "drop_above"}),
+    # decontam.evals_path is a path: a param names a location instead (decontam.evals).
+    "decontam": frozenset({"evals", "ngram", "min_hits", "action"}),
+    "diversity": "*",
     "dedup": "*",
     "minhash": "*",
     "tokenizer": "*",

@@ -114,7 +114,17 @@ STAGES: dict[str, Stage] = {
             summary=("decisions", "by_class", "flags", "optouts", "overlap_hits", "protected_index"),
         ),
         Stage(
-            "near_dedup", ("copyright",), ("minhash",), "jobs.spark.dedup:run_near_dedup",
+            "safety", ("copyright",), ("pii", "toxicity"), "jobs.spark.safety:run_safety",
+            logic=(
+                "jobs.safety.pii", "jobs.safety.pseudonym", "jobs.safety.toxicity", "jobs.safety.lexicon",
+                "jobs.safety.toxicity_model",
+            ),
+            description="PII redaction (typed placeholders), pseudonymised social handles, toxicity scores",
+            external="jobs.spark.safety:key_fingerprint", funnel=True, summary_section="safety",
+            summary=("pii_by_type", "pii_by_source", "pseudonymised", "toxicity_by_source", "key_source"),
+        ),
+        Stage(
+            "near_dedup", ("safety",), ("minhash",), "jobs.spark.dedup:run_near_dedup",
             logic=("jobs.dedup.minhash", "jobs.dedup.near"),
             description="MinHash LSH, verified pairs, connected components, one keeper per cluster",
             funnel=True, summary_section="near_dedup",
@@ -125,12 +135,30 @@ STAGES: dict[str, Stage] = {
             ),
         ),
         Stage(
-            "tokenizer", ("near_dedup",), ("tokenizer",), "jobs.spark.tokens:run_tokenizer",
+            "decontaminate", ("near_dedup",), ("decontam",), "jobs.spark.decontam:run_decontam",
+            logic=("jobs.safety.decontam", "jobs.safety.evalsets"),
+            external="jobs.spark.decontam:evals_listing",
+            description="Benchmark decontamination: 13-gram overlap with evaluation sets, drop or cut",
+            funnel=True, summary_section="decontamination",
+            summary=("action", "ngram", "benchmarks", "hits_by_benchmark", "documents_hit", "cut_chars"),
+        ),
+        Stage(
+            "diversity", ("decontaminate",), ("diversity",), "jobs.spark.diversity:run_diversity",
+            logic=("jobs.safety.diversity", "jobs.safety.topics", "jobs.safety.demographics"),
+            description="Bias and diversity: sources, domains, languages, lengths, topics, groups; gates",
+            summary_section="diversity",
+            summary=(
+                "documents", "source_shares", "language_shares", "max_domain", "max_domain_share",
+                "diversity_by_source", "gates",
+            ),
+        ),
+        Stage(
+            "tokenizer", ("decontaminate",), ("tokenizer",), "jobs.spark.tokens:run_tokenizer",
             logic=("jobs.tokens.tokenizer",),
             description="Byte-level BPE with EOS, pad, mask and span sentinel tokens",
         ),
         Stage(
-            "shards", ("near_dedup", "tokenizer"), ("shards",), "jobs.spark.tokens:run_shards",
+            "shards", ("decontaminate", "tokenizer"), ("shards",), "jobs.spark.tokens:run_shards",
             logic=("jobs.tokens.shards",),
             description="uint16 token shards with a train/validation split, meta.json",
             summary_section="tokens",

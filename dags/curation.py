@@ -49,12 +49,13 @@ OVERRIDES = (
 )
 
 # Trigger-form sections (the UI groups params by their `section`, in order of first appearance).
-RUN, CRAWL, SOURCES, CURATION, COPYRIGHT, ADVANCED = (
+RUN, CRAWL, SOURCES, CURATION, COPYRIGHT, SAFETY, ADVANCED = (
     "Run",
     "Crawl",
     "Sources",
     "Curation",
     "Copyright",
+    "Safety",
     "Advanced",
 )
 # Execution timeouts: generous upper bounds that catch a hung task (a stuck Spark job, a crawl that
@@ -153,6 +154,45 @@ LIGHT_TIMEOUT = timedelta(minutes=30)
         ),
         "blocklist": nullable(
             "string", f"Domain blocklist (one domain per line): {LOCATION}", section=COPYRIGHT, **NAME
+        ),
+        "pii_action": nullable(
+            "string",
+            "PII (e-mail, phone, IP, card, IBAN, secrets): replace with <TYPE> placeholders, or only "
+            "count and annotate them (empty: redact)",
+            section=SAFETY,
+            enum=config_choices("pii", "action"),
+        ),
+        "toxicity_model": nullable(
+            "string",
+            f"Toxicity classifier (.npz from `lmforge toxicity train`; empty: the lexicon score): {LOCATION}",
+            section=SAFETY,
+            **NAME,
+        ),
+        "toxicity_threshold": nullable(
+            "number",
+            "Flag documents whose toxicity score is at least this (empty: 0.5)",
+            section=SAFETY,
+            minimum=0,
+            maximum=1,
+        ),
+        "evals": nullable(
+            "string",
+            f"Evaluation sets to decontaminate against (JSONL/CSV/text files): {LOCATION}",
+            section=SAFETY,
+            **NAME,
+        ),
+        "decontam_action": nullable(
+            "string",
+            "What to do with a document that repeats a benchmark (empty: drop it)",
+            section=SAFETY,
+            enum=config_choices("decontam", "action"),
+        ),
+        "max_domain_share": nullable(
+            "number",
+            "Fail the run when one domain holds more than this share of documents (empty: no limit)",
+            section=SAFETY,
+            exclusiveMinimum=0,
+            maximum=1,
         ),
         "overrides": nullable("object", OVERRIDES, section=ADVANCED),
     },

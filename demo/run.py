@@ -25,6 +25,7 @@ from typing import IO, Any, Protocol
 from core.config import REPO_ROOT, deep_merge, lmforge_home, load_config
 from core.storage import open_storage
 from demo.corpus import build_demo_corpus
+from demo.safety import train_toxicity_model, write_evaluation_sets
 from demo.site import LocalSite, serve_directory
 from demo.sources import build_registry_sources
 from jobs.report import render_summary
@@ -262,7 +263,9 @@ COMMON_LICENSES = Path("/usr/share/common-licenses")
 
 
 def write_deployment_config(
-    corpus: Path, quality_model: tuple[Path, str] | None = None
+    corpus: Path,
+    quality_model: tuple[Path, str] | None = None,
+    toxicity_model: tuple[Path, str] | None = None,
 ) -> tuple[Path, dict[str, object]]:
     """The demo's deployment config (`LMFORGE_CONFIG`): its folders as named locations, the params
     that pick them, and the trained quality model (a location) with its pinned sha256."""
@@ -286,6 +289,11 @@ def write_deployment_config(
     if quality_model is not None:
         locations["demo-quality-model"] = quality_model[0]
         added["quality"] = {"classifier_model": "demo-quality-model", "classifier_sha256": quality_model[1]}
+    locations["demo-evals"] = write_evaluation_sets(corpus.parent / "evals")
+    added["decontam"] = {"evals": "demo-evals"}
+    if toxicity_model is not None:
+        locations["demo-toxicity-model"] = toxicity_model[0]
+        added["toxicity"] = {"model": "demo-toxicity-model", "model_sha256": toxicity_model[1]}
     config = deep_merge(base, {"locations": {k: str(v) for k, v in locations.items()}, **added})
     path = corpus.parent / "lmforge-demo.json"
     path.write_text(json.dumps(config, indent=1))
@@ -321,7 +329,9 @@ def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     config_file, names = write_deployment_config(
-        args.corpus, train_quality_model(args.corpus, args.synthetic)
+        args.corpus,
+        train_quality_model(args.corpus, args.synthetic),
+        train_toxicity_model(args.corpus.parent / "toxicity-model.npz"),
     )
     os.environ["LMFORGE_CONFIG"] = str(config_file)
     env = {**airflow_environ(), "LMFORGE_CONFIG": str(config_file)}

@@ -13,6 +13,7 @@ from core.registry import STAGES
 from core.storage import Storage
 from jobs.funnel import RunReader
 from jobs.report_doc import Section, to_html, to_markdown
+from jobs.report_safety import RENDERERS as SAFETY_RENDERERS
 from jobs.report_sections import RENDERERS, Context, funnel, overview, validation
 from jobs.report_stats import distributions
 
@@ -22,9 +23,10 @@ REPORT_DIR = "report"  # under runs/<run id>/
 def sections(ctx: Context) -> list[Section]:
     """Run and funnel first, then each committed stage with a renderer in registry order, then checks."""
     out = [*overview(ctx), *funnel(ctx)]
+    renderers = RENDERERS | SAFETY_RENDERERS
     for name in STAGES:
-        if name in RENDERERS and ctx.manifests.get(name) is not None:
-            out += RENDERERS[name](ctx)
+        if name in renderers and ctx.manifests.get(name) is not None:
+            out += renderers[name](ctx)
     return out + validation(ctx)
 
 

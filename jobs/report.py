@@ -14,6 +14,7 @@ from core.failures import failure_text, read_failures
 from core.registry import STAGES, Stage
 from core.storage import Storage, open_storage
 from jobs.funnel import RunReader, language_mix, stage_detail
+from jobs.safety_summary import safety_lines
 
 CHARTS = {"funnel": "funnel.png", "rules": "funnel_rules.png"}  # files next to summary.json
 
@@ -246,6 +247,7 @@ def render_summary(s: dict[str, Any]) -> str:
             f"{nd['clusters']} clusters"
         )
     lines += _copyright_lines(s)
+    lines += safety_lines(s)
     lines += _language_lines(s)
     if sc := s.get("scaling"):
         lines += ["", f"Scaling sweep: {sc.get('done')}/{sc.get('points')} points, report {sc.get('report')}"]

@@ -45,6 +45,9 @@ MODULES = (
     "lmforge.validate_commands",
     "lmforge.airflow_commands",
     "lmforge.scaling_commands",
+    "lmforge.pii_commands",
+    "lmforge.toxicity_commands",
+    "lmforge.decontam_commands",
 )
 
 

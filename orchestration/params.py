@@ -37,6 +37,12 @@ PARAM_FIELDS = {
     "overlap_action": ("copyright", "overlap_action"),
     "optout_registry": ("copyright", "optout_registry"),
     "blocklist": ("copyright", "blocklist"),
+    "pii_action": ("pii", "action"),
+    "toxicity_model": ("toxicity", "model"),
+    "toxicity_threshold": ("toxicity", "flag_threshold"),
+    "evals": ("decontam", "evals"),
+    "decontam_action": ("decontam", "action"),
+    "max_domain_share": ("diversity", "max_domain_share"),
     # pretrain DAG
     "objective": ("train", "objective"),
     "mode": ("train", "mode"),

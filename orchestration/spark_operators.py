@@ -49,6 +49,9 @@ CONFIG_MAP = "lmforge-config"
 CONFIG_DIR = "/etc/lmforge"
 CONFIG_FILE = f"{CONFIG_DIR}/config.json"
 S3_SECRET = "lmforge-s3"
+# LMFORGE_PII_KEY: the safety stage's pseudonymisation key (jobs/safety/pseudonym.py); one key for
+# every run, or the same handle gets a different pseudonym in each.
+PII_SECRET = "lmforge-pii"
 PART_OF = {"app.kubernetes.io/part-of": "lmforge"}
 _ERROR_CODE = re.compile(r"Error code is: (-?\d+)")  # SparkSubmitHook.submit's AirflowException
 
@@ -111,7 +114,7 @@ def spark_application(
                 {"name": "LMFORGE_CONFIG", "value": CONFIG_FILE},
                 {"name": "LMFORGE_PROFILE", "value": cfg.profile},
             ],
-            "envFrom": [{"secretRef": {"name": S3_SECRET}}],
+            "envFrom": [{"secretRef": {"name": S3_SECRET}}, {"secretRef": {"name": PII_SECRET}}],
             "labels": {**PART_OF, "lmforge/stage": stage},
         }
 

@@ -33,7 +33,7 @@ def input_size(root: Path, stage: str) -> tuple[int, int]:
     """(documents, bytes of text + raw HTML) the stage reads; for sources, what they produce."""
     sources = STAGES[stage].inputs or (stage,)
     if stage == "shards":
-        sources = ("near_dedup",)
+        sources = (STAGES["shards"].inputs[0],)
     docs = size = 0
     for src in sources:
         table = pq.read_table(root / "runs/bench" / src / "data", columns=["text", "raw_content"])
@@ -160,6 +160,9 @@ def main() -> None:
     from scripts.bench_copyright import report as bench_copyright
 
     print(bench_copyright(runs=args.runs))
+    from scripts.bench_safety import report as bench_safety
+
+    print(bench_safety(runs=args.runs))
     from scripts.bench_shards import report as bench_shards
 
     print(bench_shards(runs=args.runs))

@@ -28,6 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(airflow_environ(home=home, spark_master="local[2]"))
     # A local Ray's dashboard costs ~12 s per start; tests/test_progress_ray.py turns it on for itself.
     os.environ.setdefault("LMFORGE_RAY_DASHBOARD", "0")
+    # The safety stage's key as a deployment sets it, so no test writes a key file into the checkout;
+    # tests/test_pii.py removes it where the key file itself is under test.
+    os.environ.setdefault("LMFORGE_PII_KEY", "5a" * 32)
 
 
 @pytest.fixture(scope="session")

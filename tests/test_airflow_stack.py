@@ -26,6 +26,7 @@ from urllib.parse import quote
 import pytest
 
 from core.config import REPO_ROOT
+from demo.safety import write_evaluation_sets
 from tests.airflow_stack import AirflowStack, ApiError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -58,7 +59,12 @@ def stack(
         json.dumps(
             {
                 "storage": {"root": str(data_root)},
-                "locations": {"books": str(small_corpus / "books"), "code": str(small_corpus / "code")},
+                "locations": {
+                    "books": str(small_corpus / "books"),
+                    "code": str(small_corpus / "code"),
+                    "evals": str(write_evaluation_sets(root / "evals")),
+                },
+                "decontam": {"evals": "evals"},
                 "spark": {"shuffle_partitions": 2},
                 "tokenizer": {"vocab_size": 512},
                 "train": {"seq_len": 64, "batch_size": 4, "steps": TRAIN_STEPS, "log_every": 4},
@@ -155,6 +161,14 @@ def test_curation_then_asset_triggered_pretrain(
     summary = json.loads((data_root / f"runs/{RUN_ID}/summary.json").read_text())
     assert summary["tokens"]["train_tokens"] > 0 and summary["documents_by_source"]["web"] > 0
     assert Path(summary["training"]["checkpoint"]).exists()
+    assert summary["training"]["last_loss"] < summary["training"]["first_loss"]
+    assert [f["stage"] for f in summary["funnel"]] == [
+        "ingest", "extract", "dedup", "quality", "copyright", "safety", "near_dedup", "decontaminate"
+    ]  # fmt: skip
+    assert summary["copyright"]["decisions"]["code"]  # each stage's stats reach the summary
+    assert summary["safety"]["pii_by_type"]["email"] > 0  # the standard library's author addresses
+    assert summary["decontamination"]["hits_by_benchmark"]["json-docs-quiz"] >= 1  # the json docs page
+    assert {g["check"] for g in summary["diversity"]["gates"]} >= {"max_domain_share"}
 
 
 @pytest.fixture(scope="module")

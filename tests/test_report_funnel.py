@@ -68,7 +68,9 @@ def build_run(tmp: Path) -> LocalStorage:
     ]
     put(storage, tmp, "quality", [B1, S2, W1], quality_rejects)
     put(storage, tmp, "copyright", [B1, S2, W1], [])
+    put(storage, tmp, "safety", [B1, S2, W1], [])
     put(storage, tmp, "near_dedup", [B1, S2, W1], [])
+    put(storage, tmp, "decontaminate", [B1, S2, W1], [])
     return storage
 
 
@@ -99,7 +101,7 @@ def test_funnel_per_source_and_rule_in_whitespace_words(tmp_path: Path) -> None:
     summary = build_summary(build_run(tmp_path), RUN)
     assert summary["token_unit"] == "whitespace_words"  # no tokenizer committed
     assert [f["stage"] for f in summary["funnel"]] == [
-        "ingest", "extract", "dedup", "quality", "copyright", "near_dedup"
+        "ingest", "extract", "dedup", "quality", "copyright", "safety", "near_dedup", "decontaminate"
     ]  # fmt: skip
     ingest = stage(summary, "ingest")
     assert ingest["by_source"] == {
@@ -132,7 +134,7 @@ def test_funnel_per_source_and_rule_in_whitespace_words(tmp_path: Path) -> None:
 def test_language_mix_of_what_reaches_the_tokenizer(tmp_path: Path) -> None:
     mix = build_summary(build_run(tmp_path), RUN)["language_mix"]
     assert mix == {
-        "stage": "near_dedup",
+        "stage": "decontaminate",
         "by_source": {
             "book": {"documents": 1, "tokens": 3, "languages": {"en": {"documents": 1, "tokens": 3}},
                      "no_language_share": 0.0},

@@ -27,14 +27,14 @@ def shard_inputs(root: Path, docs: list[dict[str, Any]]) -> tuple[dict[str, Path
     """A near_dedup folder holding `docs` and a small tokenizer trained on them, as a stage reads."""
     from core.config import TokenizerConfig
 
-    near, tok = root / "near_dedup", root / "tokenizer"
+    near, tok = root / "decontaminate", root / "tokenizer"
     (near / "data").mkdir(parents=True)
     pq.write_table(documents_table(docs), near / "data" / "part-00000.parquet")
     stats = train_tokenizer(
         (d["text"] for d in docs[::5]), TokenizerConfig(vocab_size=512), tok / "tokenizer.json"
     )
     manifest = Manifest("t", "tokenizer", "fp", {}, {}, stats=stats)
-    return {"near_dedup": near, "tokenizer": tok}, {"tokenizer": manifest}
+    return {"decontaminate": near, "tokenizer": tok}, {"tokenizer": manifest}
 
 
 def run_with(spark: Any, inputs: Any, out: Path, partitions: int = 2, **sections: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from core.registry import STAGES
 from core.shard_meta import META_FILE, ShardMeta
 from jobs.spark.frame import StageContext, docs
 
@@ -29,7 +30,8 @@ def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
     from jobs.tokens.tokenizer import train_tokenizer
 
     cfg = ctx.cfg.tokenizer
-    df = docs(ctx, "near_dedup").select("id", "text").orderBy("id").limit(cfg.max_training_docs)
+    df = docs(ctx, STAGES["tokenizer"].inputs[0]).select("id", "text").orderBy("id")
+    df = df.limit(cfg.max_training_docs)
     texts = (row["text"] for row in df.toLocalIterator())
     return train_tokenizer(texts, cfg, ctx.out / "tokenizer.json")
 
@@ -77,7 +79,7 @@ def _encode(ctx: StageContext) -> DataFrame:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return encode_batches(batches, tokenizer, val, seed)
 
-    df = docs(ctx, "near_dedup").select("id", "text", "source_type", "language")
+    df = docs(ctx, STAGES["shards"].inputs[0]).select("id", "text", "source_type", "language")
     return df.mapInArrow(run, from_arrow_schema(ENCODED))
 
 

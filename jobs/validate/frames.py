@@ -147,3 +147,17 @@ def tokenizer_frame(folder: Path) -> Any:
     vocab = model.get("model", {}).get("vocab", {})
     added = {t.get("content") for t in model.get("added_tokens", [])}
     return pd.DataFrame([{"vocab_size": len(vocab), "has_eos": "<|endoftext|>" in added | set(vocab)}])
+
+
+def diversity_frame(folder: Path) -> Any:
+    """One row per diversity gate (jobs/safety/diversity.py `gate_rows`): `id` names the check and
+    its subject (`max_domain_share:example.com`), `margin` is how far inside the bound it is
+    (limit - observed for a maximum, observed - limit for a minimum): negative fails."""
+    import pandas as pd
+
+    rows = json.loads((folder / "gates.json").read_text())
+    frame = pd.DataFrame(rows, columns=["check", "subject", "observed", "limit", "ok"])
+    frame["id"] = frame["check"] + ":" + frame["subject"].astype(str)
+    is_max = frame["check"].str.startswith("max_")
+    frame["margin"] = (frame["limit"] - frame["observed"]).where(is_max, frame["observed"] - frame["limit"])
+    return frame

@@ -19,6 +19,7 @@ from jobs.validate import frames
 from jobs.validate.suites import (
     Suite,
     data_suite,
+    diversity_suite,
     rejected_suite,
     schema_suite,
     shards_suite,
@@ -42,6 +43,8 @@ def plan_suites(
         return [(shards_suite(g), frames.shards_frame(folder))], False
     if stage == "tokenizer":
         return [(tokenizer_suite(cfg.tokenizer.vocab_size), frames.tokenizer_frame(folder))], False
+    if stage == "diversity":
+        return [(diversity_suite(), frames.diversity_frame(folder))], False
     parts = {
         name: part
         for name in ("data", "rejected")

@@ -25,7 +25,7 @@ TEXT_STAGES = frozenset(downstream(["extract"]))  # text is extracted from here 
 DEDUPED = frozenset(downstream(["dedup"]))
 CHECKS_LANGUAGE = frozenset({"quality"})
 CHECKS_LICENSE = frozenset({"copyright"})
-CHECKS_DOMAINS = frozenset({"quality", "copyright", "near_dedup"})
+CHECKS_DOMAINS = frozenset({"quality", "copyright", "safety", "near_dedup", "decontaminate"})
 
 
 @dataclass
@@ -141,5 +141,19 @@ def tokenizer_suite(vocab_size: int) -> Suite:
         [
             gxe.ExpectColumnValuesToBeBetween(column="vocab_size", min_value=257, max_value=vocab_size),
             gxe.ExpectColumnValuesToBeInSet(column="has_eos", value_set=[True]),
+        ],
+    )
+
+
+def diversity_suite() -> Suite:
+    """Every bias and diversity gate (jobs/validate/frames.py `diversity_frame`) is within its bound:
+    no domain above `diversity.max_domain_share`, each source and language at least its minimum."""
+    return Suite(
+        "diversity.gates",
+        "diversity",
+        [
+            gxe.ExpectColumnValuesToNotBeNull(column="observed"),
+            gxe.ExpectColumnValuesToBeBetween(column="observed", min_value=0, max_value=1),
+            gxe.ExpectColumnValuesToBeBetween(column="margin", min_value=0),
         ],
     )

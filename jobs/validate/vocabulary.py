@@ -34,7 +34,9 @@ _VOCABULARY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("language",),
     ),
     "copyright": (("copyright",), ()),
+    "safety": (("toxicity",), ()),
     "near_dedup": ((), ("minhash_duplicate",)),
+    "decontaminate": (("decontam",), ()),
 }
 
 
