@@ -16,17 +16,14 @@ training data and seed give the same bytes (fixed zip timestamps), hence the sam
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
+
+from jobs.model_files import ModelError, parse_npz, read_pinned, write_npz
 
 FORMAT = "lmforge-quality-model"
 VERSION = 1
@@ -34,12 +31,7 @@ MAX_MODEL_BYTES = 64 << 20  # a 2**20-feature float32 model is 4 MiB unpacked
 MAX_UNPACKED_BYTES = 160 << 20  # the largest allowed model: 2**24 features x 8 bytes, plus the header
 MAX_FEATURES = 1 << 24
 MAX_CHARS = 100_000  # characters of a document that are scored: the opening decides, the cost is bounded
-_MEMBERS = {"header.npy", "weights.npy", "intercept.npy"}
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # zip timestamps fixed: same model, same bytes
-
-
-class ModelError(ValueError):
-    """A model file that is not one we wrote, too large, or not the one the config pins."""
+_ARRAYS = ("weights", "intercept")
 
 
 class QualityModel:
@@ -82,23 +74,10 @@ class QualityModel:
         """Write the model (atomically: a temporary sibling renamed into place); returns its sha256."""
         header = {"format": FORMAT, "version": VERSION, "hashing": self.hashing, "metadata": self.metadata}
         arrays: dict[str, np.ndarray] = {
-            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
             "weights": self.weights,
             "intercept": np.array([self.intercept], dtype=np.float64),
         }
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with zf.open(info, "w") as fh:
-                    np.lib.format.write_array(fh, array, allow_pickle=False)
-        data = buffer.getvalue()
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return hashlib.sha256(data).hexdigest()
+        return write_npz(path, header, arrays)
 
 
 def hashing_parameters(n_features: int = 1 << 20, max_chars: int = MAX_CHARS) -> dict[str, Any]:
@@ -199,50 +178,12 @@ def _sklearn_version() -> str:
 
 def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> QualityModel:
     """Read a model file; with `sha256`, refuse one whose bytes differ before parsing any of them."""
-    file = Path(path)
-    size = file.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise ModelError(f"quality model {file}: {size} bytes, above the {MAX_MODEL_BYTES}-byte cap")
-    data = file.read_bytes()[: MAX_MODEL_BYTES + 1]  # what is hashed is what is parsed
-    actual = hashlib.sha256(data).hexdigest()
-    if sha256 is not None and actual != sha256.strip().lower():
-        raise ModelError(f"quality model {file}: sha256 is {actual}, the config pins {sha256}")
+    data = read_pinned(path, sha256, "quality model", MAX_MODEL_BYTES)
     try:
-        return _parse(data)
+        header, arrays = parse_npz(data, FORMAT, VERSION, _ARRAYS, MAX_UNPACKED_BYTES)
+        return _checked_model(header, arrays["weights"], arrays["intercept"])
     except ModelError as err:
-        raise ModelError(f"quality model {file}: {err}") from None
-
-
-def _parse(data: bytes) -> QualityModel:
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ModelError(f"not a {FORMAT} file (expected a .npz archive; pickles are never loaded)")
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = zf.infolist()
-        if {i.filename for i in infos} != _MEMBERS or len(infos) != len(_MEMBERS):
-            raise ModelError(f"members {sorted(i.filename for i in infos)}, expected {sorted(_MEMBERS)}")
-        if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-            raise ModelError(f"unpacks to more than {MAX_UNPACKED_BYTES} bytes")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ("header", "weights", "intercept")}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ModelError(f"unreadable arrays ({err})") from None
-    header = _header(arrays["header"])
-    return _checked_model(header, arrays["weights"], arrays["intercept"])
-
-
-def _header(array: np.ndarray) -> dict[str, Any]:
-    if array.dtype != np.uint8 or array.ndim != 1:
-        raise ModelError("header is not UTF-8 bytes")
-    try:
-        header = json.loads(array.tobytes().decode())
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ModelError(f"header is not JSON ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelError(f"header does not name the format {FORMAT!r}")
-    if header.get("version") != VERSION:
-        raise ModelError(f"format version {header.get('version')!r}; this lmforge reads version {VERSION}")
-    return header
+        raise ModelError(f"quality model {path}: {err}") from None
 
 
 def _checked_model(header: dict[str, Any], weights: np.ndarray, intercept: np.ndarray) -> QualityModel:

@@ -22,21 +22,16 @@ timestamps so the same data and seed give the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import html
-import io
-import json
 import os
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.filters.classifier import ModelError
+from jobs.model_files import ModelError, parse_npz, read_pinned, write_npz
 
 FORMAT = "lmforge-toxicity-model"
 VERSION = 1
@@ -46,8 +41,7 @@ MAX_MODEL_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 256 << 20
 MAX_FEATURES = 1 << 22  # per block (words, characters)
 MAX_CHARS = 100_000  # characters of a document that are scored
-_MEMBERS = {"header.npy", "weights.npy", "intercept.npy", "idf.npy"}
-_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ARRAYS = ("weights", "intercept", "idf")
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _MENTION = re.compile(r"@\w+")
 _SPACE = re.compile(r"\s+")
@@ -164,7 +158,7 @@ class ToxicityModel:
         return np.asarray(self.predict_proba(texts).argmax(axis=1))
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the model atomically (a temporary sibling renamed into place); returns its sha256."""
+        """Write the model atomically (jobs/model_files.py); returns its sha256."""
         header = {
             "format": FORMAT,
             "version": VERSION,
@@ -172,25 +166,9 @@ class ToxicityModel:
             "features": self.features,
             "metadata": self.metadata,
         }
-        arrays: dict[str, np.ndarray] = {
-            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
-            "weights": self.weights,
-            "intercept": self.intercept,
-            "idf": self.idf,
-        }
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with zf.open(info, "w") as fh:
-                    np.lib.format.write_array(fh, array, allow_pickle=False)
-        data = buffer.getvalue()
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return hashlib.sha256(data).hexdigest()
+        return write_npz(
+            path, header, {"weights": self.weights, "intercept": self.intercept, "idf": self.idf}
+        )
 
 
 def label_index(label: object) -> int:
@@ -301,57 +279,14 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, An
 
 def load_model(path: str | os.PathLike[str], sha256: str | None = None) -> ToxicityModel:
     """Read a model file; with `sha256`, refuse one whose bytes differ before parsing any of them."""
-    file = Path(path)
-    size = file.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise ModelError(f"toxicity model {file}: {size} bytes, above the {MAX_MODEL_BYTES}-byte cap")
-    with file.open("rb") as fh:
-        data = fh.read(MAX_MODEL_BYTES + 1)  # what is hashed is what is parsed
-    if len(data) > MAX_MODEL_BYTES:
-        raise ModelError(f"toxicity model {file}: above the {MAX_MODEL_BYTES}-byte cap")
-    actual = hashlib.sha256(data).hexdigest()
-    if sha256 is not None and actual != sha256.strip().lower():
-        raise ModelError(f"toxicity model {file}: sha256 is {actual}, the config pins {sha256}")
+    data = read_pinned(path, sha256, "toxicity model", MAX_MODEL_BYTES)
     try:
-        return _parse(data)
+        header, arrays = parse_npz(data, FORMAT, VERSION, _ARRAYS, MAX_UNPACKED_BYTES)
+        if header.get("classes") != list(CLASSES):
+            raise ModelError(f"classes {header.get('classes')!r}, expected {list(CLASSES)}")
+        return _checked(header, arrays)
     except ModelError as err:
-        raise ModelError(f"toxicity model {file}: {err}") from None
-
-
-def _parse(data: bytes) -> ToxicityModel:
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ModelError(f"not a {FORMAT} file (expected a .npz archive; pickles are never loaded)")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ModelError(f"not a readable archive ({err})") from None
-    if {i.filename for i in infos} != _MEMBERS or len(infos) != len(_MEMBERS):
-        raise ModelError(f"members {sorted(i.filename for i in infos)}, expected {sorted(_MEMBERS)}")
-    if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-        raise ModelError(f"unpacks to more than {MAX_UNPACKED_BYTES} bytes")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ("header", "weights", "intercept", "idf")}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ModelError(f"unreadable arrays ({err})") from None
-    return _checked(_header(arrays["header"]), arrays)
-
-
-def _header(array: np.ndarray) -> dict[str, Any]:
-    if array.dtype != np.uint8 or array.ndim != 1:
-        raise ModelError("header is not UTF-8 bytes")
-    try:
-        header = json.loads(array.tobytes().decode())
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ModelError(f"header is not JSON ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelError(f"header does not name the format {FORMAT!r}")
-    if header.get("version") != VERSION:
-        raise ModelError(f"format version {header.get('version')!r}; this lmforge reads version {VERSION}")
-    if header.get("classes") != list(CLASSES):
-        raise ModelError(f"classes {header.get('classes')!r}, expected {list(CLASSES)}")
-    return header
+        raise ModelError(f"toxicity model {path}: {err}") from None
 
 
 def _checked(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> ToxicityModel:
