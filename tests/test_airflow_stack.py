@@ -46,6 +46,19 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("airflow-stack-data")
 
 
+def code_quiz(code: Path, folder: Path) -> Path:
+    """An evaluation set quoting the first module docstring of 40+ words in the corpus's code, as a
+    benchmark built from documentation would: the decontaminate stage must find that module."""
+    import ast
+
+    for path in sorted(code.rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if doc and len(doc.split()) >= 40:
+            (folder / "code-quiz.jsonl").write_text(json.dumps({"id": path.name, "passage": doc}) + "\n")
+            return folder
+    raise AssertionError(f"no module docstring of 40+ words under {code}")
+
+
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, data_root: Path, small_corpus: Path
@@ -62,7 +75,7 @@ def stack(
                 "locations": {
                     "books": str(small_corpus / "books"),
                     "code": str(small_corpus / "code"),
-                    "evals": str(write_evaluation_sets(root / "evals")),
+                    "evals": str(code_quiz(small_corpus / "code", write_evaluation_sets(root / "evals"))),
                 },
                 "decontam": {"evals": "evals"},
                 "spark": {"shuffle_partitions": 2},
@@ -167,7 +180,7 @@ def test_curation_then_asset_triggered_pretrain(
     ]  # fmt: skip
     assert summary["copyright"]["decisions"]["code"]  # each stage's stats reach the summary
     assert summary["safety"]["pii_by_type"]["email"] > 0  # the standard library's author addresses
-    assert summary["decontamination"]["hits_by_benchmark"]["json-docs-quiz"] >= 1  # the json docs page
+    assert summary["decontamination"]["hits_by_benchmark"]["code-quiz"] >= 1  # the quoted module
     assert {g["check"] for g in summary["diversity"]["gates"]} >= {"max_domain_share"}
 
 
@@ -207,7 +220,7 @@ def test_ui_lists_the_dags_shows_the_form_and_triggers_a_run(
         form = check_form(page, stack.api, "curation", False, 60_000, shot, show="Crawl")
         details = stack.api.get("/dags/curation/details")["params"]
         assert form.trigger_enabled and form.flagged == {} and form.missing_fields == [], form
-        assert form.sections == ["Run", "Crawl", "Sources", "Curation", "Copyright", "Advanced"]
+        assert form.sections == ["Run", "Crawl", "Sources", "Curation", "Copyright", "Safety", "Advanced"]
         assert sorted(form.shown) == sorted(details), "a param's field was never shown"
         assert form.descriptions == {n: p["description"] for n, p in details.items()}
 
