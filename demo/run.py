@@ -289,7 +289,7 @@ def write_deployment_config(
     if quality_model is not None:
         locations["demo-quality-model"] = quality_model[0]
         added["quality"] = {"classifier_model": "demo-quality-model", "classifier_sha256": quality_model[1]}
-    locations["demo-evals"] = write_evaluation_sets(corpus.parent / "evals")
+    locations["demo-evals"] = write_evaluation_sets(corpus.parent / "evals", corpus / "code")
     added["decontam"] = {"evals": "demo-evals"}
     if toxicity_model is not None:
         locations["demo-toxicity-model"] = toxicity_model[0]

@@ -46,19 +46,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("airflow-stack-data")
 
 
-def code_quiz(code: Path, folder: Path) -> Path:
-    """An evaluation set quoting the first module docstring of 40+ words in the corpus's code, as a
-    benchmark built from documentation would: the decontaminate stage must find that module."""
-    import ast
-
-    for path in sorted(code.rglob("*.py")):
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
-        if doc and len(doc.split()) >= 40:
-            (folder / "code-quiz.jsonl").write_text(json.dumps({"id": path.name, "passage": doc}) + "\n")
-            return folder
-    raise AssertionError(f"no module docstring of 40+ words under {code}")
-
-
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, data_root: Path, small_corpus: Path
@@ -75,7 +62,7 @@ def stack(
                 "locations": {
                     "books": str(small_corpus / "books"),
                     "code": str(small_corpus / "code"),
-                    "evals": str(code_quiz(small_corpus / "code", write_evaluation_sets(root / "evals"))),
+                    "evals": str(write_evaluation_sets(root / "evals", small_corpus / "code")),
                 },
                 "decontam": {"evals": "evals"},
                 "spark": {"shuffle_partitions": 2},
@@ -180,7 +167,7 @@ def test_curation_then_asset_triggered_pretrain(
     ]  # fmt: skip
     assert summary["copyright"]["decisions"]["code"]  # each stage's stats reach the summary
     assert summary["safety"]["pii_by_type"]["email"] > 0  # the standard library's author addresses
-    assert summary["decontamination"]["hits_by_benchmark"]["code-quiz"] >= 1  # the quoted module
+    assert summary["decontamination"]["hits_by_benchmark"]["code-docs-quiz"] >= 1  # the quoted modules
     assert {g["check"] for g in summary["diversity"]["gates"]} >= {"max_domain_share"}
 
 
