@@ -542,7 +542,7 @@ class DiversityConfig(_Strict):
     `validation`): no domain above `max_domain_share`, each listed source and language at least its
     share. 1.0 and empty maps leave the gates informative only."""
 
-    topics: int = Field(8, ge=2, le=256)  # k-means clusters over hashed TF-IDF
+    topics: int = Field(8, ge=2, le=256)  # k-means clusters over TF-IDF reduced by truncated SVD
     topic_sample: int = Field(20_000, ge=10, le=10_000_000)  # documents clustered (a seeded sample)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     ngram: int = Field(3, ge=1, le=8)  # distinct word n-gram ratio

@@ -7,8 +7,8 @@ alone and all three in sequence, pinned to one core, median of `runs` passes ove
 
 Toxicity is timed with the lexicon and, when the Davidson tweets are beside the project, with the
 classifier trained on them (what a deployment with `toxicity.model` runs). Decontamination checks
-against the demo's evaluation set and the language-reference topics that pydoc ships (about 200
-items, 13-grams), so its index lookups are real.
+against the demo's evaluation set and the language-reference topics that pydoc ships (86 items,
+13-grams), so its index lookups are real.
 """
 
 from __future__ import annotations
