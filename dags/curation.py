@@ -1,6 +1,7 @@
 """Curation: crawl the web and ingest local sources, then extract, dedup, filter, screen for
 copyright, redact PII and score toxicity, near-dedup, decontaminate against evaluation sets,
-report bias and diversity (its gates can fail the run), train a tokenizer and write token shards. One task per stage of the registry (core/registry.py), each a
+report bias and diversity (its gates can fail the run), train a tokenizer and write token shards.
+One task per stage of the registry (core/registry.py), each a
 Spark job: spark-submit, or a SparkApplication on Kubernetes when the deployment config says
 `spark.submit: kubernetes` (orchestration/spark_operators.py); the edges are the stages' inputs.
 The stages share the `spark.pool` pool. The shards are the `token_shards` Asset that schedules the
