@@ -120,7 +120,7 @@ STAGES: dict[str, Stage] = {
                 "jobs.safety.toxicity_model",
             ),
             description="PII redaction (typed placeholders), pseudonymised social handles, toxicity scores",
-            external="jobs.spark.safety:key_fingerprint", funnel=True, summary_section="safety",
+            external="jobs.spark.safety:safety_facts", funnel=True, summary_section="safety",
             summary=("pii_by_type", "pii_by_source", "pseudonymised", "toxicity_by_source", "key_source"),
         ),
         Stage(

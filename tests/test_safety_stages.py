@@ -178,3 +178,25 @@ def test_diversity_gate_passes_within_bounds(tmp_path: Path, spark) -> None:  # 
     run_diversity(ctx)
     record = gate("diversity", ctx.cfg, ctx.out, {})
     assert record is not None and record["success"] and record["suites"] == ["diversity.gates"]
+
+
+def test_safety_facts_follow_the_key_and_the_model_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A new key or a retrained model at the same path changes the stage's fingerprint; a missing
+    model is one clear error at planning, before any Spark job."""
+    from jobs.safety.toxicity_model import train
+    from jobs.spark.safety import safety_facts
+
+    monkeypatch.setenv("LMFORGE_PII_KEY", KEY)
+    model = tmp_path / "tox.npz"
+    cfg = load_config("local", {"locations": {"tox": str(model)}, "toxicity": {"model": "tox"}})
+    with pytest.raises(ValueError, match=r"toxicity.model: .*tox.npz is not a file"):
+        safety_facts(cfg)
+    texts = ["you are a lovely person", "shut up you stupid bitch", "what a nice day", "go to hell idiot"] * 5
+    train(texts, [2, 1, 2, 1] * 5, seed=0).save(model)
+    first = safety_facts(cfg)
+    train(texts, [2, 1, 2, 0] * 5, seed=0).save(model)
+    second = safety_facts(cfg)
+    assert first["pii_key_id"] == second["pii_key_id"] and first["toxicity_model"] != second["toxicity_model"]
+    monkeypatch.setenv("LMFORGE_PII_KEY", "77" * 32)
+    assert safety_facts(cfg)["pii_key_id"] != second["pii_key_id"]
+    assert KEY not in json.dumps(first)  # an id of the key, never the key

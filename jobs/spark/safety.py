@@ -63,11 +63,29 @@ def stage_key(cfg: PipelineConfig) -> bytes | None:
     return load_key(cfg.pii)
 
 
-def key_fingerprint(cfg: PipelineConfig) -> dict[str, str | None]:
-    """The registry's `external` fact: which key hashes the handles (an id, not the key)."""
+def safety_facts(cfg: PipelineConfig) -> dict[str, str | None]:
+    """The registry's `external` facts: which key hashes the handles (an id, not the key) and the
+    toxicity model's sha256, so a new key or a retrained model at the same path re-runs the stage;
+    a configured model that is not a file is a clear error before any Spark job."""
     key = stage_key(cfg)
     key_id = None if key is None else hmac.new(key, KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
-    return {"pii_key_id": key_id}
+    return {"pii_key_id": key_id, "toxicity_model": _model_digest(cfg)}
+
+
+def _model_digest(cfg: PipelineConfig) -> str | None:
+    from pathlib import Path
+
+    from jobs.safety.toxicity_model import MAX_MODEL_BYTES
+
+    path = cfg.toxicity.model_path
+    if not (cfg.toxicity.enabled and path):
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"toxicity.model: {file} is not a file (train one with `lmforge toxicity train`)")
+    if file.stat().st_size > MAX_MODEL_BYTES:
+        raise ValueError(f"toxicity.model: {file} is above the {MAX_MODEL_BYTES}-byte cap")
+    return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 def run_safety(ctx: StageContext) -> dict[str, Any]:
