@@ -1,6 +1,7 @@
 """Trained models as files that are never pickles: a `.npz` archive of a UTF-8 JSON header and numpy
-arrays, read with `allow_pickle=False`. Shared by the quality score (jobs/filters/classifier.py) and
-the toxicity classifier (jobs/safety/toxicity_model.py).
+arrays, read with `allow_pickle=False`; and the seeded stratified hold-out both trainers measure on.
+Shared by the quality score (jobs/filters/classifier.py) and the toxicity classifier
+(jobs/safety/toxicity_model.py).
 
 Why this shape: a model file may come from anyone who can place a file at a location, so it is
 data, and the project never unpickles data. The file's size and its unpacked size are capped, its
@@ -99,3 +100,18 @@ def _header(array: np.ndarray, fmt: str, version: int) -> dict[str, Any]:
     if header.get("version") != version:
         raise ModelError(f"format version {header.get('version')!r}; this lmforge reads version {version}")
     return header
+
+
+def stratified_split(labels: np.ndarray, holdout: float, seed: int) -> np.ndarray:
+    """A boolean mask of held-out rows: `holdout` of each class present (seeded), at least one of a
+    class with two or more rows, so every class is measured."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        index = np.flatnonzero(labels == value)
+        k = round(holdout * len(index))
+        k = max(k, 1) if holdout > 0 and len(index) >= 2 else k
+        held[rng.permutation(index)[:k]] = True
+    return held

@@ -3,10 +3,10 @@
     PYTHONPATH=. python scripts/toxicity_eval.py [--csv ../shared/data/social/davidson-tweets.csv]
         [--holdout 0.2] [--seed 0] [--json]
 
-Split: a seeded stratified 80/20 split of the 24,783 labelled tweets (jobs/safety/toxicity_model.py
-`stratified_split`); the model (same file) is trained on the 80% and measured on the 20%. The paper
-held out 10% and cross-validated on the rest (Davidson et al. 2017, "Model"); `--holdout 0.1` gives
-that proportion. Paper: weighted precision 0.91, recall 0.90, F1 0.90.
+Split: a seeded stratified 80/20 split of the 24,783 labelled tweets (jobs/model_files.py
+`stratified_split`); the model (jobs/safety/toxicity_model.py) is trained on the 80% and measured
+on the 20%. The paper held out 10% and cross-validated on the rest (Davidson et al. 2017, "Model");
+`--holdout 0.1` gives that proportion. Paper: weighted precision 0.91, recall 0.90, F1 0.90.
 
 Lexicon alone (jobs/safety/lexicon.py, glin-profanity's English list): as a binary toxic (hate or
 offensive) vs neither classifier with its threshold chosen to maximise F1 on the training part, then,
@@ -77,7 +77,8 @@ def lexicon_eval(texts: list[str], y: np.ndarray, held: np.ndarray) -> dict[str,
 
 
 def run(path: Path, holdout: float, seed: int) -> dict[str, Any]:
-    from jobs.safety.toxicity_model import evaluate, stratified_split, train
+    from jobs.model_files import stratified_split
+    from jobs.safety.toxicity_model import evaluate, train
 
     texts, y = read_davidson(path)
     held = stratified_split(y, holdout, seed)

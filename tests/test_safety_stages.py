@@ -200,3 +200,20 @@ def test_safety_facts_follow_the_key_and_the_model_file(tmp_path: Path, monkeypa
     monkeypatch.setenv("LMFORGE_PII_KEY", "77" * 32)
     assert safety_facts(cfg)["pii_key_id"] != second["pii_key_id"]
     assert KEY not in json.dumps(first)  # an id of the key, never the key
+
+
+def test_empty_corpus_gives_an_empty_report_and_a_missing_evals_folder_a_clear_error(
+    tmp_path: Path, spark
+) -> None:  # type: ignore[no-untyped-def]
+    from jobs.spark.decontam import evals_listing
+    from jobs.spark.diversity import run_diversity
+
+    ctx = _context(tmp_path, spark, "diversity", "decontaminate", [])
+    stats = run_diversity(ctx)
+    assert stats["documents"] == 0 and stats["max_domain_share"] == 0.0
+    assert gate("diversity", ctx.cfg, ctx.out, {})["success"]  # nothing to gate with the defaults
+    missing = load_config(
+        "local", {"locations": {"q": str(tmp_path / "nowhere")}, "decontam": {"evals": "q"}}
+    )
+    with pytest.raises(ValueError, match=r"decontam.evals: .*nowhere is not a folder"):
+        evals_listing(missing)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
-from jobs.model_files import ModelError, parse_npz, read_pinned, write_npz
+from jobs.model_files import ModelError, parse_npz, read_pinned, stratified_split, write_npz
 
 FORMAT = "lmforge-quality-model"
 VERSION = 1
@@ -128,7 +128,7 @@ def train(
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     texts, labels = pos + neg, np.array([1] * len(pos) + [0] * len(neg))
-    held = _stratified_holdout(labels, holdout, seed)
+    held = stratified_split(labels, holdout, seed)
     hashing = hashing_parameters(n_features)
     limit = hashing["max_chars"]
     features = _vectorizer(hashing).transform([t[:limit] for t in texts])
@@ -145,18 +145,6 @@ def train(
     )
     model.metadata["sklearn_version"] = _sklearn_version()
     return model
-
-
-def _stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A boolean mask: `fraction` of each class (at least one when the class has two or more)."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(labels), dtype=bool)
-    for value in (0, 1):
-        index = np.flatnonzero(labels == value)
-        k = round(fraction * len(index))
-        k = max(k, 1) if fraction > 0 and len(index) >= 2 else k
-        held[rng.permutation(index)[:k]] = True
-    return held
 
 
 def heldout_metrics(model: QualityModel, texts: Sequence[str], labels: np.ndarray) -> dict[str, float | None]:

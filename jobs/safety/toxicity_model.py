@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.model_files import ModelError, parse_npz, read_pinned, write_npz
+from jobs.model_files import ModelError, parse_npz, read_pinned, stratified_split, write_npz
 
 FORMAT = "lmforge-toxicity-model"
 VERSION = 1
@@ -182,20 +182,6 @@ def label_index(label: object) -> int:
     if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < len(CLASSES):
         return int(label)
     raise ValueError(f"label {label!r} is not one of 0, 1, 2 or {', '.join(CLASSES)}")
-
-
-def stratified_split(labels: np.ndarray, holdout: float, seed: int) -> np.ndarray:
-    """A boolean mask of held-out rows: `holdout` of each class (seeded), at least one of a class of two."""
-    if not 0 <= holdout < 1:
-        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(labels), dtype=bool)
-    for value in range(len(CLASSES)):
-        index = np.flatnonzero(labels == value)
-        k = round(holdout * len(index))
-        k = max(k, 1) if holdout > 0 and len(index) >= 2 else k
-        held[rng.permutation(index)[:k]] = True
-    return held
 
 
 def train(
